@@ -1,0 +1,21 @@
+# Two entry points for a fresh machine: `make repro` (the default pipeline) and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: setup repro test
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+repro: setup
+	@test -d .git || (echo "error: run inside the git clone (dvc needs it)"; exit 1)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+test: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q tests

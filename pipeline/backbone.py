@@ -1,0 +1,231 @@
+"""The frozen language model behind one interface: causal (decoder-only) or encoder-decoder.
+
+Classification is label-word scoring: the hidden state at the prediction position is multiplied
+by the output-layer rows of the label words only, never by the whole vocabulary. A label word of
+several tokens is scored by its summed log-probability, normalised over the label words' tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from pipeline.errors import PipelineError
+
+KINDS = ("causal", "seq2seq")
+INFO_FILE = "backbone.json"
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What an artifact needs to know about the backbone it was made with."""
+
+    name: str
+    kind: str
+    hidden_size: int
+    vocab_size: int
+    fingerprint: str  # sha256 prefix over the weights and tokenizer files
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LabelWords:
+    """Token ids of each label word, as the backbone's tokenizer encodes them."""
+
+    token_ids: list[list[int]]
+
+    @property
+    def single_token(self) -> bool:
+        return all(len(ids) == 1 for ids in self.token_ids)
+
+    @property
+    def first_ids(self) -> torch.Tensor:
+        return torch.tensor([ids[0] for ids in self.token_ids])
+
+
+@dataclass
+class Scores:
+    """Label scores for a batch: ``logits`` (B, C) and the ``hidden`` state used for distillation (B, d)."""
+
+    logits: torch.Tensor
+    hidden: torch.Tensor
+
+
+class Backbone(nn.Module):
+    """A frozen LM that scores label words after a soft prompt.
+
+    The prompt is a tensor of shape (l, d), shared by the batch, or (B, l, d), one per example.
+    Causal LMs see ``[prompt; input]`` and predict at the last input token; encoder-decoder LMs
+    get the prompt on the encoder input only and score labels with the decoder.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, info: BackboneInfo) -> None:
+        super().__init__()
+        if info.kind not in KINDS:
+            raise PipelineError(f"backbone.kind must be one of {', '.join(KINDS)}, got {info.kind!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        # Frozen: no gradients, no optimizer state, dropout off.
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.info.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_embeddings.weight.device
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def label_words(self, words: list[str], where: str) -> LabelWords:
+        """Encode label words; a word the tokenizer cannot encode is a PipelineError naming ``where``."""
+        token_ids = []
+        for word in words:
+            ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+            if not ids or (self.tokenizer.unk_token_id is not None and self.tokenizer.unk_token_id in ids):
+                raise PipelineError(f"{where}: label word {word!r} cannot be encoded by the backbone's tokenizer")
+            token_ids.append(list(ids))
+        if len({tuple(ids) for ids in token_ids}) != len(token_ids):
+            raise PipelineError(f"{where}: two label words encode to the same tokens")
+        return LabelWords(token_ids)
+
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        """Right-padded ids; over-long inputs lose their start, so the template's answer cue survives."""
+        tok = self.tokenizer
+        tok.padding_side, tok.truncation_side = "right", "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        encoded = tok(texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def sample_vocab_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Rows of the input embedding for ``count`` random vocabulary ids (the usual soft-prompt init)."""
+        weight = self.input_embeddings.weight
+        ids = torch.randint(0, weight.shape[0], (count,), generator=generator)
+        return weight.detach()[ids.to(weight.device)].clone()
+
+    def forward(
+        self, prompt: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelWords
+    ) -> Scores:
+        """Score every label word for each input after ``prompt``.
+
+        Args:
+            prompt: (l, d) or (B, l, d) soft prompt.
+            input_ids, attention_mask: (B, T) right-padded token ids.
+            labels: the task's label words.
+        """
+        batch = input_ids.shape[0]
+        if prompt.dim() == 2:
+            prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
+        prompt = prompt.to(self.input_embeddings.weight.dtype)
+        if labels.single_token:
+            hidden = self._prediction_hidden(prompt, input_ids, attention_mask, None)
+            logits = hidden @ self._output_rows(labels.first_ids).T
+            return Scores(logits=logits, hidden=hidden)
+        return self._score_multi_token(prompt, input_ids, attention_mask, labels)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _output_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings().weight[token_ids.to(self.device)]
+
+    def _prediction_hidden(
+        self,
+        prompt: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        continuation: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Hidden states that predict the label tokens: (B, d), or (B, m, d) with a ``continuation`` (B, m-1)."""
+        if self.info.kind == "causal":
+            return self._causal_hidden(prompt, input_ids, attention_mask, continuation)
+        return self._seq2seq_hidden(prompt, input_ids, attention_mask, continuation)
+
+    def _causal_hidden(self, prompt, input_ids, attention_mask, continuation):
+        batch, length = prompt.shape[0], prompt.shape[1]
+        lengths = attention_mask.sum(dim=1)
+        if continuation is not None:
+            # Insert the label's first m-1 tokens right after each input's last real token.
+            input_ids, attention_mask = _append_after_real_tokens(input_ids, attention_mask, continuation)
+        embeds = torch.cat([prompt, self.input_embeddings(input_ids)], dim=1)
+        mask = torch.cat([attention_mask.new_ones(batch, length), attention_mask], dim=1)
+        states = self.model.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        steps = 1 if continuation is None else continuation.shape[1] + 1
+        positions = length + lengths.unsqueeze(1) - 1 + torch.arange(steps, device=lengths.device)
+        picked = states[torch.arange(batch, device=states.device).unsqueeze(1), positions]
+        return picked[:, 0] if continuation is None else picked
+
+    def _seq2seq_hidden(self, prompt, input_ids, attention_mask, continuation):
+        batch, length = prompt.shape[0], prompt.shape[1]
+        embeds = torch.cat([prompt, self.input_embeddings(input_ids)], dim=1)
+        mask = torch.cat([attention_mask.new_ones(batch, length), attention_mask], dim=1)
+        encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        start = torch.full((batch, 1), self.model.config.decoder_start_token_id, device=input_ids.device)
+        decoder_ids = start if continuation is None else torch.cat([start, continuation], dim=1)
+        states = self.model.get_decoder()(
+            input_ids=decoder_ids, encoder_hidden_states=encoded, encoder_attention_mask=mask
+        ).last_hidden_state
+        if getattr(self.model.config, "scale_decoder_outputs", False):
+            states = states * (self.model.config.d_model**-0.5)  # as T5 does before its tied lm_head
+        return states[:, 0] if continuation is None else states
+
+    def _score_multi_token(self, prompt, input_ids, attention_mask, labels: LabelWords) -> Scores:
+        """Summed log-probability of each label's tokens, normalised over all label-word tokens."""
+        classes = len(labels.token_ids)
+        longest = max(len(ids) for ids in labels.token_ids)
+        candidates = torch.tensor(sorted({t for ids in labels.token_ids for t in ids}), device=self.device)
+        rows = self._output_rows(candidates)
+        batch = input_ids.shape[0]
+        logits = []
+        hidden = None
+        for ids in labels.token_ids:
+            padded = ids + [ids[-1]] * (longest - len(ids))  # padding positions are ignored below
+            continuation = torch.tensor(padded[:-1], device=input_ids.device).expand(batch, -1)
+            states = self._prediction_hidden(prompt, input_ids, attention_mask, continuation)  # (B, m, d)
+            hidden = states[:, 0] if hidden is None else hidden
+            log_probs = torch.log_softmax(states @ rows.T, dim=-1)  # (B, m, |candidates|)
+            targets = torch.searchsorted(candidates, torch.tensor(ids, device=candidates.device))
+            logits.append(log_probs[:, torch.arange(len(ids)), targets].sum(dim=1))
+        assert len(logits) == classes
+        return Scores(logits=torch.stack(logits, dim=1), hidden=hidden)
+
+
+def _append_after_real_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, continuation: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place ``continuation`` (B, k) right after each row's real tokens of a right-padded batch."""
+    batch, steps = continuation.shape
+    pad = input_ids.new_zeros(batch, steps)
+    ids = torch.cat([input_ids, pad], dim=1)
+    mask = torch.cat([attention_mask, pad], dim=1)
+    lengths = attention_mask.sum(dim=1, keepdim=True)
+    columns = lengths + torch.arange(steps, device=input_ids.device)
+    rows = torch.arange(batch, device=input_ids.device).unsqueeze(1)
+    ids[rows, columns] = continuation
+    mask[rows, columns] = 1
+    return ids, mask
+
+
+def load_backbone(folder: Path, device: torch.device | str = "cpu") -> Backbone:
+    """Load the materialised backbone (safetensors + tokenizer + backbone.json) from ``folder``."""
+    info_path = Path(folder) / INFO_FILE
+    if not info_path.is_file():
+        raise PipelineError(f"{info_path}: backbone not materialised; run `dvc repro backbone`")
+    info = BackboneInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+    auto = AutoModelForCausalLM if info.kind == "causal" else AutoModelForSeq2SeqLM
+    # trust_remote_code stays off: only architectures that transformers ships are loaded.
+    model = auto.from_pretrained(folder, dtype=torch.float32, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return Backbone(model.to(device), tokenizer, info)

@@ -1,0 +1,101 @@
+"""Tokenised tasks held in memory, and dynamically padded batches cut from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.backbone import Backbone, LabelWords
+from pipeline.data import TaskInfo, load_prepared
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class Batch:
+    """A padded batch: ids/mask (B, T), labels (B,), rows (B,) = example indices in their split."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    rows: torch.Tensor
+    task_ids: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+
+def collate(
+    token_ids: list[list[int]], labels: list[int], rows: list[int], pad_id: int, task_ids: list[int] | None = None
+) -> Batch:
+    """Right-pad token lists to the longest one in this batch (dynamic padding)."""
+    longest = max(len(tokens) for tokens in token_ids)
+    ids = torch.full((len(token_ids), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), longest), dtype=torch.long)
+    for i, tokens in enumerate(token_ids):
+        ids[i, : len(tokens)] = torch.tensor(tokens)
+        mask[i, : len(tokens)] = 1
+    tasks = None if task_ids is None else torch.tensor(task_ids)
+    return Batch(ids, mask, torch.tensor(labels), torch.tensor(rows), tasks)
+
+
+@dataclass
+class EncodedSplit:
+    """One split tokenised once; batches are padded only to their own longest row."""
+
+    token_ids: list[list[int]]
+    labels: list[int]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, rows: list[int], task_id: int | None = None) -> Batch:
+        task_ids = None if task_id is None else [task_id] * len(rows)
+        return collate([self.token_ids[r] for r in rows], [self.labels[r] for r in rows], rows, self.pad_id, task_ids)
+
+    def length_sorted_batches(self, batch_size: int) -> list[list[int]]:
+        """Rows grouped by length, so evaluation pads little (order does not change metrics)."""
+        order = sorted(range(len(self)), key=lambda r: len(self.token_ids[r]))
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@dataclass
+class TaskData:
+    """A prepared task, tokenised for one backbone, with its label words encoded."""
+
+    info: TaskInfo
+    labels: LabelWords
+    splits: dict[str, EncodedSplit] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def load_task(backbone: Backbone, task_dir: Path, max_length: int) -> TaskData:
+    """Load ``data/prepared/<task>`` and tokenise every split with the backbone's tokenizer."""
+    dataset, info = load_prepared(task_dir)
+    labels = backbone.label_words(info.label_words, where=f"params.yaml: tasks.{info.name}.label_words")
+    splits = {}
+    for split in SPLITS:
+        texts = list(dataset[split]["input"])
+        encoded = backbone.tokenize(texts, max_length) if texts else None
+        token_ids = [] if encoded is None else [
+            row[mask.bool()].tolist() for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])
+        ]
+        splits[split] = EncodedSplit(token_ids, list(dataset[split]["label"]), backbone.tokenizer.pad_token_id)
+    return TaskData(info=info, labels=labels, splits=splits)
+
+
+def shuffled_batches(size: int, batch_size: int, seed: int):
+    """Endless batches of row indices: reshuffled every epoch, seeded."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(size).tolist()
+        for start in range(0, size - batch_size + 1 if size >= batch_size else 1, batch_size):
+            yield order[start : start + batch_size]

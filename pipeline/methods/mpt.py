@@ -1,0 +1,63 @@
+"""Multitask Prompt Tuning (Wang et al., ICLR 2023): a shared prompt P modulated by low-rank task factors.
+
+Source task k uses ``P ∘ (U_k V_k)`` with ``U_k`` (l, r) and ``V_k`` (r, d); rank one is the paper's
+``P* ∘ (u_k v_kᵀ)``. A target task reuses P (frozen by default) and trains only its own ``U V``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def low_rank_ones(count: int | None, length: int, dim: int, rank: int, generator: torch.Generator):
+    """Factors whose product is all ones (so the first prompt equals P), plus a little noise.
+
+    The noise breaks the symmetry between rank components, which would otherwise get identical
+    gradients forever when r > 1.
+    """
+    lead = () if count is None else (count,)
+    scale = rank**-0.5
+    u = torch.full((*lead, length, rank), scale) + 0.01 * torch.randn((*lead, length, rank), generator=generator)
+    v = torch.full((*lead, rank, dim), scale) + 0.01 * torch.randn((*lead, rank, dim), generator=generator)
+    return u, v
+
+
+class MultitaskPrompt(nn.Module):
+    """The distillation student: shared P (l, d) and per-task factors U (K, l, r), V (K, r, d)."""
+
+    def __init__(self, shared: torch.Tensor, tasks: int, rank: int, generator: torch.Generator) -> None:
+        super().__init__()
+        length, dim = shared.shape
+        self.shared = nn.Parameter(shared.detach().clone())
+        u, v = low_rank_ones(tasks, length, dim, rank, generator)
+        self.u = nn.Parameter(u)
+        self.v = nn.Parameter(v)
+
+    def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
+        """Per-example prompts (B, l, d) for source task ids (B,)."""
+        return self.shared.unsqueeze(0) * (self.u[task_ids] @ self.v[task_ids])
+
+    def export(self) -> dict[str, torch.Tensor]:
+        return {"shared": self.shared.detach(), "u": self.u.detach(), "v": self.v.detach()}
+
+
+class TargetPrompt(nn.Module):
+    """A target task's prompt ``P ∘ (U V)``: P frozen (a buffer) unless ``train_shared`` is set."""
+
+    def __init__(self, shared: torch.Tensor, u: torch.Tensor, v: torch.Tensor, train_shared: bool = False) -> None:
+        super().__init__()
+        if train_shared:
+            self.shared = nn.Parameter(shared.detach().clone())
+        else:
+            # A buffer, not a frozen Parameter: no gradient, no optimizer state, saved with the module.
+            self.register_buffer("shared", shared.detach().clone())
+        self.u = nn.Parameter(u.detach().clone())
+        self.v = nn.Parameter(v.detach().clone())
+
+    def forward(self, task_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The (l, d) target prompt."""
+        return self.shared * (self.u @ self.v)
+
+    def export(self) -> dict[str, torch.Tensor]:
+        return {"u": self.u.detach(), "v": self.v.detach(), "prompt": self.forward().detach()}

@@ -1,0 +1,21 @@
+"""Prompt tuning (Lester et al., 2021): one trainable l x d matrix prepended to the input embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SoftPrompt(nn.Module):
+    """A soft prompt of shape (l, d), initialised from given rows (e.g. sampled vocabulary embeddings)."""
+
+    def __init__(self, init: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(init.detach().clone())
+
+    def forward(self, task_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the (l, d) prompt; ``task_ids`` is accepted for a uniform interface and ignored."""
+        return self.weight
+
+    def export(self) -> dict[str, torch.Tensor]:
+        return {"prompt": self.weight.detach()}

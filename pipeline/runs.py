@@ -1,0 +1,56 @@
+"""Where stage inputs and outputs live, and how a finished run is written (one place for every stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.artifacts import save_tensors, write_json
+from pipeline.backbone import Backbone, load_backbone
+from pipeline.batching import TaskData, load_task
+from pipeline.settings import ModelSettings
+from pipeline.train import TrainResult
+
+BACKBONE_DIR = Path("models/backbone")
+PREPARED_DIR = Path("data/prepared")
+RESULTS_DIR = Path("results")
+
+
+def open_backbone() -> Backbone:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_backbone(BACKBONE_DIR, device)
+
+
+def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:
+    return load_task(backbone, PREPARED_DIR / name, model.max_length)
+
+
+def artifact_meta(backbone: Backbone, model: ModelSettings, **extra: Any) -> dict[str, Any]:
+    """What an artifact needs to be used safely: the backbone and tokenizer it was made with, the prompt shape."""
+    return {
+        "backbone": backbone.info.fingerprint,
+        "backbone_name": backbone.info.name,
+        "hidden_size": backbone.info.hidden_size,
+        "prompt_length": model.prompt_length,
+        **extra,
+    }
+
+
+def task_meta(task: TaskData) -> dict[str, Any]:
+    return {"task": task.name, "data_sha256": task.info.source_sha256, "label_words": task.info.label_words}
+
+
+def write_run(
+    out_dir: Path,
+    tensors: dict[str, dict[str, torch.Tensor]],
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    result: TrainResult,
+) -> None:
+    """Write ``<name>.safetensors`` for each tensor group, ``metrics.json`` and ``history.json`` (the loss curve)."""
+    for name, group in tensors.items():
+        save_tensors(out_dir / f"{name}.safetensors", group, meta)
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "history.json", [{k: round(v, 6) for k, v in h.items()} for h in result.history])

@@ -1,0 +1,89 @@
+"""Typed views of the training sections of params.yaml (model, source, distill, adapt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.params import positive, require, section
+
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Shared by every run on the backbone (params ``model``)."""
+
+    prompt_length: int  # virtual tokens l
+    max_length: int  # input tokens after the prompt; longer inputs lose their start
+    batch_size: int
+    eval_batch_size: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelSettings:
+        node = section(params, "model")
+        return cls(**{key: positive(node, key, int, "model") for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """A training budget and its learning rates (params ``source``, ``distill`` or ``adapt``)."""
+
+    steps: int
+    lr: float  # for full prompts (P, a teacher prompt)
+    factor_lr: float  # for low-rank factors (U, V, L), which start at 1 and move on another scale
+    warmup_steps: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], key: str) -> StepSettings:
+        node = section(params, key)
+        warmup = require(node, "warmup_steps", int, key)
+        steps = positive(node, "steps", int, key)
+        if not 0 <= warmup < steps:
+            raise PipelineError(f"params.yaml: {key}.warmup_steps must be in [0, {key}.steps), got {warmup}")
+        return cls(
+            steps=steps,
+            lr=float(positive(node, "lr", NUMBER, key)),
+            factor_lr=float(positive(node, "factor_lr", NUMBER, key)) if "factor_lr" in node else 0.0,
+            warmup_steps=warmup,
+        )
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """MPT distillation (params ``distill``): loss = task + λ·(KL_T + MSE)."""
+
+    rank: int
+    lambda_: float
+    temperature: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], prompt_length: int, hidden_size: int) -> DistillSettings:
+        node = section(params, "distill")
+        rank = positive(node, "rank", int, "distill")
+        if rank > min(prompt_length, hidden_size):
+            raise PipelineError(
+                f"params.yaml: distill.rank must be <= min(model.prompt_length, hidden size) = "
+                f"{min(prompt_length, hidden_size)}, got {rank}"
+            )
+        lam = require(node, "lambda", NUMBER, "distill")
+        if lam < 0:
+            raise PipelineError(f"params.yaml: distill.lambda must be >= 0, got {lam}")
+        return cls(rank=rank, lambda_=float(lam), temperature=float(positive(node, "temperature", NUMBER, "distill")))
+
+
+def seed_of(params: dict[str, Any]) -> int:
+    return require(params, "seed", int, "params")
+
+
+def task_names(params: dict[str, Any], key: str) -> list[str]:
+    """``source_tasks`` or ``target_tasks``: a list of names, each defined under ``tasks``."""
+    names = section(params, key)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PipelineError(f"params.yaml: {key} must be a list of task names")
+    tasks = section(params, "tasks")
+    for name in names:
+        if name not in tasks:
+            raise PipelineError(f"params.yaml: {key} names {name!r}, which is not defined under tasks")
+    return names

@@ -1,0 +1,78 @@
+"""Training and evaluating one prompt on one task: used by source teachers and every target method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.backbone import Backbone
+from pipeline.batching import Batch, TaskData, shuffled_batches
+from pipeline.evaluate import evaluate_prompt
+from pipeline.losses import task_loss
+from pipeline.settings import ModelSettings
+from pipeline.train import TrainConfig, TrainResult, train, trainable_parameter_count
+
+
+@dataclass
+class SingleTaskRun:
+    """A trained prompt module with its training record and dev/test metrics."""
+
+    module: nn.Module
+    result: TrainResult
+    metrics: dict[str, dict[str, float]]
+    trainable_params: int
+
+    def summary(self) -> dict:
+        return {
+            **self.metrics,
+            "trainable_params": self.trainable_params,
+            "steps": self.result.steps,
+            "train_seconds": round(self.result.seconds, 2),
+            "final_train_loss": round(self.result.final_loss, 6),
+        }
+
+
+def fit_and_evaluate(
+    backbone: Backbone,
+    module: nn.Module,
+    task: TaskData,
+    model: ModelSettings,
+    config: TrainConfig,
+    description: str,
+) -> SingleTaskRun:
+    """Train ``module`` (its forward gives the prompt) on ``task``'s train split, then score dev and test."""
+    device = backbone.device
+    train_split = task.splits["train"]
+    rows = shuffled_batches(len(train_split), model.batch_size, config.seed)
+    batches = (train_split.batch(next(rows)).to(device) for _ in iter(int, 1))
+
+    def compute_loss(prompt_module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        scores = backbone(prompt_module(batch.task_ids), batch.input_ids, batch.attention_mask, task.labels)
+        return {"loss": task_loss(scores.logits, batch.labels)}
+
+    params = trainable_parameter_count(module)
+    result = train(module, batches, compute_loss, config, description)
+    module.eval()
+    metrics = evaluate_prompt(backbone, lambda b: module(b.task_ids), task, ("dev", "test"), model.eval_batch_size)
+    return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)
+
+
+@torch.inference_mode()
+def teacher_outputs(
+    backbone: Backbone, prompt: torch.Tensor, task: TaskData, count: int, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """Label logits (N, C) and prediction-position hidden states (N, d) of the first N training rows.
+
+    Cached at the source stage so that distillation never runs a teacher forward pass.
+    """
+    split = task.splits["train"]
+    rows = list(range(min(count, len(split))))
+    logits, hidden = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = split.batch(rows[start : start + batch_size]).to(backbone.device)
+        scores = backbone(prompt, batch.input_ids, batch.attention_mask, task.labels)
+        logits.append(scores.logits.float().cpu())
+        hidden.append(scores.hidden.float().cpu())
+    return {"logits": torch.cat(logits), "hidden": torch.cat(hidden), "rows": torch.tensor(rows)}

@@ -1,0 +1,28 @@
+"""What every stage script shares: quiet threads, one-line user errors, a summary line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from pipeline.errors import PipelineError
+
+
+def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
+    """Run ``main(argv)`` as stage ``name``: print its summary line, or ``error: ...`` and exit 1.
+
+    ``main`` returns one summary line (what it trained, the metric, where the output went).
+    User errors (:class:`PipelineError`) print one line without a traceback; bugs keep theirs.
+    """
+    # Busy-waiting OpenMP threads make two threads on a shared core ~10x slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    try:
+        summary = main(sys.argv[1:])
+    except PipelineError as exc:
+        print(f"error: {name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"[{name}] {summary} ({time.perf_counter() - started:.1f} s)")

@@ -1,0 +1,40 @@
+"""DVC stage `report`: compare target adaptation methods and source teachers vs the distilled student."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+# DVC runs `python stages/report.py` from the repo root, which puts stages/ (not the root) on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.params import load_params, section  # noqa: E402
+from pipeline.report import collect_runs, collect_sources, mean_by_method, write_report  # noqa: E402
+from pipeline.stage import run_stage  # noqa: E402
+
+RESULTS_DIR = Path("results")
+OUT_DIR = Path("reports")
+
+
+def _names(params: dict[str, Any], key_path: str) -> list[str]:
+    """A non-empty list of task or method names at ``key_path``; anything else names the key."""
+    names = section(params, key_path)
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        raise PipelineError(f"params.yaml: {key_path} must be a non-empty list of names, got {names!r}")
+    return names
+
+
+def main(argv: list[str]) -> str:
+    """Write reports/transfer.{csv,md,png} and reports/metrics.json; return the one-line summary."""
+    params = load_params()
+    targets = _names(params, "target_tasks")
+    runs = collect_runs(RESULTS_DIR, targets, _names(params, "adapt.methods"))
+    write_report(runs, collect_sources(RESULTS_DIR, _names(params, "source_tasks")), OUT_DIR)
+    means = ", ".join(f"{row.method} {row.accuracy:.3f}" for row in mean_by_method(runs).itertuples(index=False))
+    return f"{len(runs)} runs over {len(targets)} targets -> {OUT_DIR / 'transfer.md'} (mean test accuracy: {means})"
+
+
+if __name__ == "__main__":
+    run_stage("report", main)

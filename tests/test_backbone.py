@@ -1,0 +1,91 @@
+"""Label-word scoring on tiny random causal and encoder-decoder backbones."""
+
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.methods.prompt_tuning import SoftPrompt
+from tiny import tiny_backbone
+
+TEXTS = ["good movie : sentiment", "what is the plot of the film ? answer", "bad : sentiment"]
+
+
+def setup(kind):
+    backbone = tiny_backbone(kind)
+    encoded = backbone.tokenize(TEXTS, max_length=32)
+    prompt = SoftPrompt(backbone.sample_vocab_embeddings(4, torch.Generator().manual_seed(0)))
+    return backbone, encoded, prompt
+
+
+def full_vocab_logits(backbone, prompt, ids, mask):
+    """Reference: the model's own full-vocabulary logits at the prediction position."""
+    embeds = torch.cat([prompt.expand(ids.shape[0], -1, -1), backbone.input_embeddings(ids)], dim=1)
+    full_mask = torch.cat([mask.new_ones(ids.shape[0], prompt.shape[1]), mask], dim=1)
+    if backbone.info.kind == "causal":
+        logits = backbone.model(inputs_embeds=embeds, attention_mask=full_mask).logits
+        return logits[torch.arange(ids.shape[0]), prompt.shape[1] + mask.sum(1) - 1]
+    start = torch.zeros(ids.shape[0], 1, dtype=torch.long)
+    return backbone.model(inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=start).logits[:, 0]
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_label_logits_match_the_full_output_layer(kind):
+    backbone, enc, prompt = setup(kind)
+    labels = backbone.label_words([" positive", " negative", " spam"], "test")
+    with torch.no_grad():
+        scores = backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels)
+        reference = full_vocab_logits(backbone, prompt().unsqueeze(0), enc["input_ids"], enc["attention_mask"])
+    assert scores.logits.shape == (3, 3) and scores.hidden.shape == (3, backbone.hidden_size)
+    assert torch.allclose(scores.logits, reference[:, labels.first_ids], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_padding_does_not_change_scores(kind):
+    backbone, enc, prompt = setup(kind)
+    labels = backbone.label_words([" positive", " negative"], "test")
+    with torch.no_grad():
+        batched = backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits
+        for i, text in enumerate(TEXTS):
+            alone = backbone.tokenize([text], max_length=32)
+            single = backbone(prompt(), alone["input_ids"], alone["attention_mask"], labels).logits
+            assert torch.allclose(batched[i], single[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_multi_token_label_is_summed_log_probability(kind):
+    backbone, enc, prompt = setup(kind)
+    labels = backbone.label_words([" good movie", " bad"], "test")
+    assert not labels.single_token
+    with torch.no_grad():
+        scores = backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits
+    assert scores.shape == (3, 2)
+    assert (scores <= 0).all()  # log-probabilities
+    # Normalised over the label tokens {good, movie, bad}: the first-token distribution sums to 1.
+    single = backbone.label_words([" good", " movie", " bad"], "test")
+    with torch.no_grad():
+        first = torch.log_softmax(backbone(prompt(), enc["input_ids"], enc["attention_mask"], single).logits, -1)
+    assert torch.allclose(scores[:, 1], first[:, 2], atol=1e-4)  # " bad" is one token
+    assert (scores[:, 0] < first[:, 0] + 1e-6).all()  # adding " movie" can only lower the log-probability
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_gradients_reach_the_prompt_and_never_the_backbone(kind):
+    backbone, enc, prompt = setup(kind)
+    labels = backbone.label_words([" positive", " negative"], "test")
+    backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits.sum().backward()
+    assert prompt.weight.grad is not None and prompt.weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in backbone.model.parameters())
+
+
+def test_unencodable_label_word_names_the_key():
+    backbone = tiny_backbone("causal")
+    with pytest.raises(PipelineError, match="tasks.x.label_words"):
+        backbone.label_words([" positive", " zzzunknown"], "params.yaml: tasks.x.label_words")
+
+
+def test_long_inputs_lose_their_start_not_the_answer_cue():
+    backbone = tiny_backbone("causal")
+    text = "good " * 50 + "sentiment :"
+    ids = backbone.tokenize([text], max_length=8)["input_ids"][0].tolist()
+    assert len(ids) == 8
+    assert backbone.tokenizer.decode(ids[-2:]) == "sentiment :"

@@ -1,0 +1,162 @@
+"""Prepared datasets: cleaning counts, seeded disjoint splits, atomic writes, loading, and the data@ stage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.data import TaskInfo, load_prepared, prepare_task
+from pipeline.errors import PipelineError
+from pipeline.tasks import TaskSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_raw(folder: Path, rows: int = 60) -> None:
+    """``rows`` distinct reviews plus 3 exact duplicates (after whitespace), 2 empty texts and 4 'plot' rows."""
+    texts = [f"review number {i}" for i in range(rows)] + ["review  number 0", " review number 1", "review number 2"]
+    labels = ["fresh" if i % 3 else "rotten" for i in range(rows)] + ["rotten", "fresh", "fresh"]
+    texts += ["", "   "] + [f"plot {i}" for i in range(4)]
+    labels += ["fresh", "rotten"] + ["plot"] * 4
+    pd.DataFrame({"text": texts, "category": labels}).to_csv(folder / "raw.csv", index=False)
+
+
+def spec_dict(**overrides: object) -> dict:
+    spec = {
+        "source": {"kind": "file", "path": "raw.csv", "format": "csv"},
+        "columns": {"text": "text", "label": "category"},
+        "template": "Review: {text}\nSentiment:",
+        "label_words": {"fresh": " positive", "rotten": " negative"},
+        "drop_labels": ["plot"],
+        "splits": {"train": 30, "dev": 10, "test": 8},
+    }
+    return {**spec, **overrides}
+
+
+def prepare(tmp_path: Path, seed: int = 0, name: str = "rt", **overrides: object) -> TaskInfo:
+    return prepare_task(TaskSpec.from_params(name, spec_dict(**overrides)), tmp_path / "out" / name, seed, tmp_path)
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    write_raw(tmp_path)
+    return tmp_path
+
+
+def inputs(dataset, split: str) -> list[str]:
+    return list(dataset[split]["input"])
+
+
+def test_sizes_counts_and_disjoint_splits(raw):
+    info = prepare(raw)
+    dataset, loaded = load_prepared(raw / "out" / "rt")
+    assert loaded == info
+    assert info.sizes == {"train": 30, "dev": 10, "test": 8}
+    assert info.dropped == {"other_labels": 4, "empty": 2, "duplicates": 3}
+    assert {split: len(dataset[split]) for split in dataset} == info.sizes
+    assert {split: sum(counts.values()) for split, counts in info.label_counts.items()} == info.sizes
+    assert dataset["train"].features["label"].dtype == "int64" and dataset["train"].features["input"].dtype == "string"
+    splits = [set(inputs(dataset, split)) for split in ("train", "dev", "test")]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+    assert all(len(split) == size for split, size in zip(splits, (30, 10, 8), strict=True))
+    on_disk = json.loads((raw / "out" / "rt" / "task.json").read_text())
+    assert on_disk["labels"] == ["fresh", "rotten"] and on_disk["label_words"] == [" positive", " negative"]
+    assert on_disk["source_sha256"] == info.source_sha256 and len(info.source_sha256) == 64
+
+
+def test_train_takes_the_rest_when_smaller_than_asked(raw):
+    info = prepare(raw, splits={"train": 1000, "dev": 10, "test": 8})
+    assert info.sizes == {"train": 60 - 18, "dev": 10, "test": 8}
+
+
+def test_same_seed_same_splits_other_seed_differs(raw):
+    prepare(raw, seed=3, name="a")
+    prepare(raw, seed=3, name="b")
+    prepare(raw, seed=4, name="c")
+    a, b, c = (load_prepared(raw / "out" / name)[0] for name in "abc")
+    assert all(inputs(a, split) == inputs(b, split) for split in ("train", "dev", "test"))
+    assert inputs(a, "test") != inputs(c, "test")
+    assert list(a["train"]["label"]) == list(b["train"]["label"])
+
+
+def test_growing_train_keeps_dev_and_test(raw):
+    prepare(raw, name="small", splits={"train": 5, "dev": 10, "test": 8})
+    prepare(raw, name="big", splits={"train": 30, "dev": 10, "test": 8})
+    small, big = (load_prepared(raw / "out" / name)[0] for name in ("small", "big"))
+    assert inputs(small, "test") == inputs(big, "test") and inputs(small, "dev") == inputs(big, "dev")
+    assert inputs(small, "train") == inputs(big, "train")[:5]
+
+
+def test_not_enough_examples_names_splits(raw):
+    with pytest.raises(PipelineError, match=r"tasks\.rt\.splits: only 60 usable examples"):
+        prepare(raw, splits={"train": 10, "dev": 30, "test": 29})
+
+
+def test_label_that_never_occurs_names_label_words(raw):
+    words = {"fresh": " positive", "rotten": " negative", "meh": " neutral"}
+    with pytest.raises(PipelineError, match=r"label 'meh' of params\.yaml: tasks\.rt\.label_words never occurs"):
+        prepare(raw, label_words=words)
+
+
+def test_failed_prepare_leaves_existing_output_untouched(raw):
+    prepare(raw)
+    out = raw / "out" / "rt"
+    before = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(PipelineError, match=r"label 'plot'"):
+        prepare(raw, drop_labels=[])
+    after = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before
+    assert sorted(path.name for path in (raw / "out").iterdir()) == ["rt"]  # no temp folder left behind
+
+
+def test_failure_while_writing_removes_temp_and_keeps_old(raw, monkeypatch):
+    prepare(raw)
+    old_info = (raw / "out" / "rt" / "task.json").read_text()
+
+    def disk_full(self: TaskInfo) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TaskInfo, "to_json", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        prepare(raw, seed=9)
+    assert (raw / "out" / "rt" / "task.json").read_text() == old_info
+    assert sorted(path.name for path in (raw / "out").iterdir()) == ["rt"]
+
+
+def test_rerun_replaces_output(raw):
+    prepare(raw, seed=1)
+    first = load_prepared(raw / "out" / "rt")[0]
+    prepare(raw, seed=2)
+    second = load_prepared(raw / "out" / "rt")[0]
+    assert inputs(first, "test") != inputs(second, "test")
+
+
+def test_load_prepared_missing_says_how_to_make_it(tmp_path):
+    with pytest.raises(PipelineError, match=r"prepared data not found; run `dvc repro data@trec`"):
+        load_prepared(tmp_path / "trec")
+
+
+# ------------------------------------------------------------------------------------------------- the stage
+
+
+def load_stage():
+    module_spec = importlib.util.spec_from_file_location("prepare_stage", ROOT / "stages" / "prepare.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_main_prepares_named_task(raw, monkeypatch):
+    (raw / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "tasks": {"rt": spec_dict()}}))
+    monkeypatch.chdir(raw)
+    stage = load_stage()
+    summary = stage.main(["rt"])
+    assert summary == "rt: 30/10/8 train/dev/test examples, 2 labels -> data/prepared/rt"
+    assert load_prepared(raw / "data" / "prepared" / "rt")[1].sizes["train"] == 30
+    with pytest.raises(PipelineError, match=r"no task tasks\.nope \(known: rt\)"):
+        stage.main(["nope"])

@@ -1,0 +1,161 @@
+"""`dvc repro` end to end in a temporary git repo, on a tiny random backbone and tiny local data.
+
+Checks the three promises of the pipeline's DVC layout: every stage runs; a new target adds only its own
+stages (plus the report); `dvc exp run -S` experiments show up in `dvc exp show --json` with their metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tiny import WORDS, save_tiny_backbone
+
+REPO = Path(__file__).resolve().parents[1]
+VOCAB = [w for w in WORDS if w not in {"positive", "negative", "spam", "normal"}]
+
+
+def write_task_csv(path: Path, labels: list[str], rows: int, seed: int) -> None:
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(rows):
+        label = labels[i % len(labels)]
+        # Label-correlated words give the tiny model something to learn; the index keeps texts unique.
+        words = rng.sample(VOCAB, 5) + [label[:3], str(i)]
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def task_spec(csv: Path, labels: dict[str, str]) -> dict:
+    return {
+        "source": {"kind": "file", "path": str(csv), "format": "csv"},
+        "columns": {"text": "text", "label": "label"},
+        "template": "{text} sentiment :",
+        "label_words": labels,
+        "splits": {"train": 24, "dev": 6, "test": 6},
+    }
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        # Stage commands call `python`: make it this interpreter (the project's venv).
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
+        cwd=repo, check=True, capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    repo = root / "repo"
+    repo.mkdir()
+    for item in ("pipeline", "stages", "dvc.yaml", ".dvcignore"):
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / item)
+    save_tiny_backbone(root / "tiny-backbone")
+    binary = {"good": " positive", "bad": " negative"}
+    for name, seed in [("src_a", 1), ("src_b", 2), ("tgt_a", 3), ("tgt_b", 4)]:
+        write_task_csv(root / f"{name}.csv", list(binary), rows=48, seed=seed)
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["backbone"] = {
+        "name": "tiny-llama", "kind": "causal",
+        "source": {"kind": "local", "path": str(root / "tiny-backbone"), "format": "hf"},
+    }
+    params["model"] = {"prompt_length": 4, "max_length": 16, "batch_size": 4, "eval_batch_size": 8}
+    for section in ("source", "distill", "adapt"):
+        params[section]["steps"], params[section]["warmup_steps"] = 3, 1
+    params["source"]["teacher_examples"] = 8
+    params["tasks"] = {name: task_spec(root / f"{name}.csv", binary) for name in ("src_a", "src_b", "tgt_a")}
+    params["source_tasks"], params["target_tasks"] = ["src_a", "src_b"], ["tgt_a"]
+    params["adapt"]["methods"] = ["mpt", "pt"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    git(repo, "init", "-q")
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    dvc(repo, "config", "core.check_update", "false")
+    return repo
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def test_repro_runs_every_stage(repo):
+    result = dvc(repo, "repro")
+    expected = {
+        "backbone", "data@src_a", "data@src_b", "data@tgt_a", "source@src_a", "source@src_b", "distill",
+        "adapt@tgt_a-mpt", "adapt@tgt_a-pt", "report",
+    }
+    assert ran_stages(result.stdout) == expected
+    rows = (repo / "reports" / "transfer.csv").read_text().splitlines()
+    assert rows[0].startswith("target,method,accuracy")
+    assert {tuple(r.split(",")[:2]) for r in rows[1:]} == {("tgt_a", "mpt"), ("tgt_a", "pt")}
+    metrics = json.loads((repo / "results/adapt/tgt_a-mpt/metrics.json").read_text())
+    assert metrics["trainable_params"] == 4 + 32  # l + d: only the rank-one factor L is trained
+    assert json.loads((repo / "results/adapt/tgt_a-pt/metrics.json").read_text())["trainable_params"] == 4 * 32
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline run")
+    assert dvc(repo, "status").stdout.strip().endswith("Data and pipelines are up to date.")
+
+
+def test_experiments_show_up_with_metrics(repo):
+    dvc(repo, "exp", "run", "-n", "short", "-S", "adapt.steps=2")
+    dvc(repo, "exp", "run", "-n", "longer", "-S", "adapt.steps=4")
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                name = revision.get("name")
+                data = revision.get("data") or {}
+                metrics = data.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                if name in {"short", "longer"}:
+                    found[name] = (params["adapt"]["steps"], metrics)
+    assert set(found) == {"short", "longer"}
+    assert found["short"][0] == 2 and found["longer"][0] == 4
+    for _, metrics in found.values():
+        assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0
+        assert set(metrics["mean"]) == {"mpt", "pt"}
+
+
+def test_adding_a_target_runs_only_its_stages(repo):
+    """Runs last: it changes the workspace that the experiments above start from."""
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    csv = repo.parent / "tgt_b.csv"
+    params["tasks"]["tgt_b"] = task_spec(csv, {"good": " positive", "bad": " negative"})
+    params["target_tasks"].append("tgt_b")
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    status = json.loads(dvc(repo, "status", "--json").stdout)
+    assert set(status) == {"data@tgt_b", "adapt@tgt_b-mpt", "adapt@tgt_b-pt", "report"}
+    assert ran_stages(dvc(repo, "repro").stdout) == {"data@tgt_b", "adapt@tgt_b-mpt", "adapt@tgt_b-pt", "report"}
+    rows = (repo / "reports" / "transfer.csv").read_text().splitlines()[1:]
+    assert {tuple(r.split(",")[:2]) for r in rows} == {(t, m) for t in ("tgt_a", "tgt_b") for m in ("mpt", "pt")}

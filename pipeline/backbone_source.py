@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from pipeline.artifacts import atomic_dir, sha256_file, write_json
+from pipeline.atomic import atomic_dir, sha256_file, write_json
 from pipeline.backbone import INFO_FILE, KINDS, BackboneInfo
 from pipeline.errors import PipelineError
 from pipeline.params import require

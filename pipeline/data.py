@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +16,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_dir
 from pipeline.errors import PipelineError
 from pipeline.sources import describe_source, load_raw_table
 from pipeline.tasks import KEY_SEP, SPLITS, TaskSpec
@@ -95,7 +94,7 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
             for split, frame in splits.items()
         }
     )
-    _write_atomic(out_dir, dataset, info)
+    _write(out_dir, dataset, info)
     return info
 
 
@@ -140,34 +139,12 @@ def _label_counts(frame: pd.DataFrame, labels: tuple[str, ...]) -> dict[str, int
     return {label: int(counts.get(index, 0)) for index, label in enumerate(labels)}
 
 
-def _write_atomic(out_dir: Path, dataset: datasets.DatasetDict, info: TaskInfo) -> None:
+def _write(out_dir: Path, dataset: datasets.DatasetDict, info: TaskInfo) -> None:
     """Build the folder beside ``out_dir`` and swap it in, so readers (and a failed run) never see half of it."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)  # left over by a crashed run that had the same pid
-    try:
-        tmp.mkdir()
+    with atomic_dir(out_dir) as tmp:
         with _quiet_progress():
             dataset.save_to_disk(str(tmp / DATASET_DIR))
         (tmp / INFO_FILE).write_text(info.to_json(), encoding="utf-8")
-        _swap_in(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    # Move the old folder aside rather than deleting it first, so a failed rename can put it back.
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except OSError:
-        if old.exists():
-            os.replace(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipeline.atomic import write_bytes
 from pipeline.errors import PipelineError
 
 RUN_COLUMNS = [
@@ -290,20 +289,6 @@ def _round(value: float) -> float:
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, so readers never see half a file."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-        # NamedTemporaryFile creates 0600; outputs should be as readable as any other file DVC caches.
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
 def write_report(runs: pd.DataFrame, sources: pd.DataFrame, out_dir: Path) -> None:
     """Write ``transfer.csv``, ``transfer.md``, ``transfer.png`` and ``metrics.json`` into ``out_dir``."""
     if runs.empty:
@@ -320,4 +305,4 @@ def write_report(runs: pd.DataFrame, sources: pd.DataFrame, out_dir: Path) -> No
         "metrics.json": metrics.encode("utf-8"),
     }
     for name, data in outputs.items():
-        _write_atomic(out_dir / name, data)
+        write_bytes(out_dir / name, data)

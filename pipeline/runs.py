@@ -7,14 +7,15 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import save_tensors, write_json
+from pipeline.artifacts import save_tensors
+from pipeline.atomic import write_json
 from pipeline.backbone import Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
+from pipeline.data import PREPARED_DIR
 from pipeline.settings import ModelSettings
 from pipeline.train import TrainResult
 
 BACKBONE_DIR = Path("models/backbone")
-PREPARED_DIR = Path("data/prepared")
 RESULTS_DIR = Path("results")
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.atomic import sha256_file
 from pipeline.errors import PipelineError
 from pipeline.params import check_keys, optional, require
 
@@ -46,7 +47,6 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet", "lines", "folder")
 _KIND_KEYS = {"package": ("package", "version", "sha256", "member"), "file": ("path",), "folder": ("path",)}
 _OPTIONAL_KIND_KEYS = {"package": (), "file": ("sha256",), "folder": ()}
 _FORMAT_KEYS = {"lines": ("pattern", "skip_unmatched")}
-_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -128,15 +128,6 @@ def _resolve(path: str, root: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- wheels and hashes
 
 
-def _sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so big wheels don't sit in memory twice."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_sha256(actual: str, expected: str, name: str, where: str) -> None:
     if actual != expected.lower():
         raise PipelineError(f"params.yaml: {where}.sha256 does not match {name} (expected {expected}, got {actual})")
@@ -150,7 +141,7 @@ def fetch_wheel(package: str, version: str, sha256: str, where: str) -> Path:
     target = cache_dir() / "wheels" / f"{package}-{version}"
     for cached in sorted(target.glob("*.whl")):
         try:
-            _check_sha256(_sha256_file(cached), sha256, f"{cached} (now removed from the cache)", where)
+            _check_sha256(sha256_file(cached), sha256, f"{cached} (now removed from the cache)", where)
         except PipelineError:
             cached.unlink(missing_ok=True)
             raise
@@ -159,7 +150,7 @@ def fetch_wheel(package: str, version: str, sha256: str, where: str) -> Path:
     # Download next to the cache so os.replace is an atomic rename on one filesystem.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         wheel = _pip_download(package, version, Path(tmp), where)
-        _check_sha256(_sha256_file(wheel), sha256, f"{wheel.name} (downloaded, not cached)", where)
+        _check_sha256(sha256_file(wheel), sha256, f"{wheel.name} (downloaded, not cached)", where)
         target.mkdir(exist_ok=True)
         final = target / wheel.name
         os.replace(wheel, final)

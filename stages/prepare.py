@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.data import PREPARED_DIR, prepare_task  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.params import load_params, section  # noqa: E402
+from pipeline.settings import seed_of  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.tasks import TaskSpec  # noqa: E402
 
@@ -22,9 +23,7 @@ def main(argv: list[str]) -> str:
     if not isinstance(tasks, dict) or task not in tasks:
         known = ", ".join(tasks) if isinstance(tasks, dict) else "none"
         raise PipelineError(f"params.yaml: no task tasks.{task} (known: {known})")
-    seed = section(params, "seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise PipelineError(f"params.yaml: seed must be int, got {seed!r}")
+    seed = seed_of(params)
     out_dir = PREPARED_DIR / task
     info = prepare_task(TaskSpec.from_params(task, tasks[task]), out_dir, seed, root=Path.cwd())
     sizes = "/".join(str(info.sizes[split]) for split in ("train", "dev", "test"))

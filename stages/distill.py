@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from pipeline.artifacts import load_tensors  # noqa: E402
+from pipeline.atomic import read_json  # noqa: E402
 from pipeline.distill import distill  # noqa: E402
 from pipeline.evaluate import evaluate_prompt  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
@@ -40,6 +41,9 @@ def main(argv: list[str]) -> str:
         per_task[task.name] = evaluate_prompt(
             backbone, lambda b, ids=ids: student(ids)[0], task, ("dev", "test"), model.eval_batch_size
         )
+        # The teacher's scores beside the student's, so the cost of sharing P is visible in one file.
+        teacher = read_json(RESULTS_DIR / "source" / task.name / "metrics.json", f"source@{task.name}")
+        per_task[task.name]["teacher"] = {split: teacher[split] for split in ("dev", "test")}
     meta = artifact_meta(backbone, model, rank=settings.rank, source_tasks=names)
     metrics = {
         "tasks": per_task,

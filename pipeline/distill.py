@@ -13,6 +13,7 @@ from torch import nn
 
 from pipeline.backbone import Backbone
 from pipeline.batching import Batch, TaskData, collate
+from pipeline.checkpoint import Checkpointer
 from pipeline.losses import distillation_loss, task_loss
 from pipeline.methods.mpt import MultitaskPrompt
 from pipeline.sampling import TaskSampler
@@ -44,6 +45,7 @@ def distill(
     steps: StepSettings,
     seed: int,
     batch_size: int,
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[MultitaskPrompt, TrainResult]:
     """Train the student ``P ∘ (U_k V_k)``; P starts as the mean teacher prompt, so step 0 is a sensible average."""
     prompts = torch.stack([t["prompt"] for t in teachers])  # (K, l, d)
@@ -51,7 +53,9 @@ def distill(
     student = MultitaskPrompt(prompts.mean(dim=0), len(tasks), settings.rank, generator).to(backbone.device)
     # The factors start at 1, not at embedding scale, so they get their own learning rate.
     groups = [{"params": [student.shared], "lr": steps.lr}, {"params": [student.u, student.v], "lr": steps.factor_lr}]
-    config = TrainConfig(steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed)
+    config = TrainConfig(
+        steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=checkpoint
+    )
     sizes = [len(t["rows"]) for t in teachers]
     device = backbone.device
     batches = (b.to(device) for b in mixed_batches(tasks, sizes, batch_size, config.seed))

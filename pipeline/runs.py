@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from pipeline.artifacts import save_tensors
+from pipeline.checkpoint import CHECKPOINT_ROOT, Checkpointer, fingerprint
 from pipeline.atomic import write_json
 from pipeline.backbone import Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
@@ -17,6 +18,16 @@ from pipeline.train import TrainResult
 
 BACKBONE_DIR = Path("models/backbone")
 RESULTS_DIR = Path("results")
+
+
+DEFAULT_CHECKPOINT_EVERY = 10  # steps; a kill loses at most this many (~20 s on 2 cores)
+
+
+def checkpointer(stage: str, params: dict[str, Any], keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
+    """The checkpoint of stage instance ``stage``, valid only for these params sections, backbone and extras."""
+    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **{k: params.get(k) for k in keys}, **extra}
+    every = params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
+    return Checkpointer(CHECKPOINT_ROOT / stage, every, fingerprint(identity))
 
 
 def open_backbone() -> Backbone:
@@ -50,8 +61,11 @@ def write_run(
     metrics: dict[str, Any],
     result: TrainResult,
 ) -> None:
-    """Write ``<name>.safetensors`` for each tensor group, ``metrics.json`` and ``history.json`` (the loss curve)."""
+    """Write ``<name>.safetensors`` per tensor group, ``metrics.json``, ``history.json`` (the loss curve) and
+    ``timing.json``. Wall time lives apart so that every other file repeats byte for byte on CPU.
+    """
     for name, group in tensors.items():
         save_tensors(out_dir / f"{name}.safetensors", group, meta)
     write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
     write_json(out_dir / "history.json", [{k: round(v, 6) for k, v in h.items()} for h in result.history])

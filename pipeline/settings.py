@@ -59,13 +59,15 @@ class DistillSettings:
     temperature: float
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], prompt_length: int, hidden_size: int) -> DistillSettings:
+    def from_params(cls, params: dict[str, Any], prompt_length: int, hidden_size: int | None) -> DistillSettings:
+        """``hidden_size`` None checks the rank against the prompt length only (the backbone is not loaded yet)."""
         node = section(params, "distill")
         rank = positive(node, "rank", int, "distill")
-        if rank > min(prompt_length, hidden_size):
+        limit = prompt_length if hidden_size is None else min(prompt_length, hidden_size)
+        if rank > limit:
             raise PipelineError(
-                f"params.yaml: distill.rank must be <= min(model.prompt_length, hidden size) = "
-                f"{min(prompt_length, hidden_size)}, got {rank}"
+                f"params.yaml: distill.rank must be <= {limit} (a rank-r factor of an l x d prompt needs "
+                f"r <= min(l, d); model.prompt_length is {prompt_length}), got {rank}"
             )
         lam = require(node, "lambda", NUMBER, "distill")
         if lam < 0:

@@ -29,7 +29,6 @@ class SingleTaskRun:
             **self.metrics,
             "trainable_params": self.trainable_params,
             "steps": self.result.steps,
-            "train_seconds": round(self.result.seconds, 2),
             "final_train_loss": round(self.result.final_loss, 6),
         }
 

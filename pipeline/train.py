@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from pipeline.checkpoint import Checkpointer
 from pipeline.errors import PipelineError
 
 
@@ -27,6 +28,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear warm-up, then linear decay to 0
     max_grad_norm: float = 1.0  # prompt gradients spike early on; clipping keeps lr 0.3-style rates stable
     seed: int = 0
+    checkpoint: Checkpointer | None = None  # resume point that survives a killed stage
 
 
 @dataclass
@@ -64,25 +66,34 @@ def train(
     """Optimise ``module`` for ``config.steps`` steps.
 
     ``compute_loss(module, batch)`` returns a dict with the total ``"loss"`` and any components to log.
-    A non-finite loss stops the run with a PipelineError naming the step.
+    A non-finite loss stops the run with a PipelineError naming the step; the last good checkpoint stays.
+    With ``config.checkpoint``, a run resumes from the last checkpoint of the same inputs.
     """
     torch.manual_seed(config.seed)
     accelerator = accelerator or make_accelerator()
     groups = config.param_groups or [{"params": [p for p in module.parameters() if p.requires_grad]}]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(config.warmup_steps, config.steps))
+    start, history = config.checkpoint.restore(module, optimizer, schedule) if config.checkpoint else (0, [])
+    for _ in range(start):
+        next(batches)  # replay the seeded batch stream up to the checkpoint
     module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
-    history: list[dict[str, float]] = []
     started = time.perf_counter()
-    progress = tqdm(range(config.steps), desc=description, disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        range(start, config.steps), desc=description, initial=start, total=config.steps,
+        disable=not accelerator.is_local_main_process,
+    )
     for step in progress:
         batch = next(batches)
         with accelerator.autocast():
             parts = compute_loss(module, batch)
         loss = parts["loss"]
         if not torch.isfinite(loss):
-            raise PipelineError(f"{description}: loss became {loss.item()} at step {step}; lower the learning rate")
+            kept = f"; the last good checkpoint is kept in {config.checkpoint.folder}" if config.checkpoint else ""
+            raise PipelineError(
+                f"{description}: loss became {loss.item()} at step {step}; lower the learning rate{kept}"
+            )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
         optimizer.step()
@@ -92,6 +103,8 @@ def train(
         record["step"] = step
         history.append(record)
         progress.set_postfix(loss=f"{record['loss']:.4f}")
+        if config.checkpoint and config.checkpoint.due(step, config.steps):
+            config.checkpoint.save(step + 1, accelerator.unwrap_model(module), optimizer, schedule, history)
     return TrainResult(history=history, steps=config.steps, seconds=time.perf_counter() - started)
 
 
@@ -103,7 +116,3 @@ def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
 
     return factor
 
-
-
-
-__all__ = ["TrainConfig", "TrainResult", "make_accelerator", "train", "trainable_parameter_count"]

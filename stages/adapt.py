@@ -1,5 +1,6 @@
 """DVC stage `adapt@<target>-<method>`: adapt one target task with one method, same budget for all."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -8,10 +9,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.methods import MethodContext, build_method  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.runs import RESULTS_DIR, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
+  # noqa: E402
+from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
 from pipeline.settings import ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
 from pipeline.single_task import fit_and_evaluate  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
 
@@ -19,24 +21,39 @@ from pipeline.train import TrainConfig  # noqa: E402
 def main(argv: list[str]) -> str:
     if len(argv) != 2:
         raise PipelineError("usage: python stages/adapt.py <target task> <method>")
-    (target, method), params = argv, load_params()
+    (target, method), params = argv, load_checked_params()
     if target not in task_names(params, "target_tasks"):
         raise PipelineError(f"params.yaml: {target!r} is not listed in target_tasks")
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt"), seed_of(params)
     backbone = open_backbone()
     task = open_task(backbone, target, model)
     module, groups = build_method(method, MethodContext(backbone, model, steps, seed))
-    config = TrainConfig(steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed)
-    run = fit_and_evaluate(backbone, module, task, model, config, f"adapt@{target}-{method}")
+    stage = f"adapt@{target}-{method}"
+    resume = checkpointer(
+        stage, params, ("seed", "model", "adapt"), backbone, data=task.info.source_sha256, init=_init_identity(module)
+    )
+    config = TrainConfig(
+        steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
+    )
+    run = fit_and_evaluate(backbone, module, task, model, config, stage)
     meta = artifact_meta(backbone, model, method=method, **task_meta(task))
     out = RESULTS_DIR / "adapt" / f"{target}-{method}"
     summary = {"target": target, "method": method, **run.summary()}
     summary["majority_rate"] = run.metrics["test"]["majority_rate"]
     write_run(out, {"params": module.export()}, meta, summary, run.result)
+    resume.clear()
     return (
         f"{method} on {target}: {run.trainable_params} trainable parameters, "
         f"test accuracy {run.metrics['test']['accuracy']:.3f}, macro-F1 {run.metrics['test']['macro_f1']:.3f} -> {out}"
     )
+
+
+def _init_identity(module) -> str:
+    """The starting point (e.g. mpt's P and L from distill): a new P must not resume an old checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.backbone_source import materialise_backbone  # noqa: E402
-from pipeline.params import load_params, section  # noqa: E402
+from pipeline.params import section  # noqa: E402
 from pipeline.runs import BACKBONE_DIR  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 
 
 def main(argv: list[str]) -> str:
-    spec = section(load_params(), "backbone")
+    spec = section(load_checked_params(), "backbone")
     info = materialise_backbone(spec, BACKBONE_DIR, Path.cwd())
     return f"{info.name} ({info.kind}, hidden {info.hidden_size}, vocab {info.vocab_size}) -> {BACKBONE_DIR}"
 

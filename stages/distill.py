@@ -1,5 +1,6 @@
 """DVC stage `distill`: distil the source teachers into one shared prompt P with per-task factors (MPT)."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -12,15 +13,16 @@ from pipeline.artifacts import load_tensors  # noqa: E402
 from pipeline.atomic import read_json  # noqa: E402
 from pipeline.distill import distill  # noqa: E402
 from pipeline.evaluate import evaluate_prompt  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.runs import RESULTS_DIR, artifact_meta, open_backbone, open_task, write_run  # noqa: E402
+  # noqa: E402
+from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, write_run  # noqa: E402
 from pipeline.settings import DistillSettings, ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.train import trainable_parameter_count  # noqa: E402
 
 
 def main(argv: list[str]) -> str:
-    params = load_params()
+    params = load_checked_params()
     names = task_names(params, "source_tasks")
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "distill"), seed_of(params)
     backbone = open_backbone()
@@ -33,7 +35,11 @@ def main(argv: list[str]) -> str:
         outputs, _ = load_tensors(folder / "teacher.safetensors", f"source@{name}", expect)
         tasks.append(open_task(backbone, name, model))
         teachers.append({**outputs, "prompt": prompt["prompt"]})
-    student, result = distill(backbone, tasks, teachers, settings, steps, seed, model.batch_size)
+    teacher_hashes = [hashlib.sha256(t["prompt"].numpy().tobytes()).hexdigest()[:16] for t in teachers]
+    resume = checkpointer(
+        "distill", params, ("seed", "model", "distill", "source_tasks"), backbone, teachers=teacher_hashes
+    )
+    student, result = distill(backbone, tasks, teachers, settings, steps, seed, model.batch_size, resume)
     student.eval()
     per_task = {}
     for k, task in enumerate(tasks):
@@ -49,10 +55,10 @@ def main(argv: list[str]) -> str:
         "tasks": per_task,
         "trainable_params": trainable_parameter_count(student),
         "steps": result.steps,
-        "train_seconds": round(result.seconds, 2),
     }
     out = RESULTS_DIR / "distill"
     write_run(out, {"shared": student.export()}, meta, metrics, result)
+    resume.clear()
     mean = sum(m["test"]["accuracy"] for m in per_task.values()) / len(per_task)
     return f"P {tuple(student.shared.shape)} + rank-{settings.rank} factors for {len(names)} tasks: mean student test accuracy {mean:.3f} -> {out}"
 

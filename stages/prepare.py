@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.data import PREPARED_DIR, prepare_task  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.params import load_params, section  # noqa: E402
+from pipeline.params import section  # noqa: E402
 from pipeline.settings import seed_of  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.tasks import TaskSpec  # noqa: E402
 
@@ -18,7 +19,7 @@ def main(argv: list[str]) -> str:
     """Prepare the task named in ``argv`` from params.yaml; return the summary line."""
     if len(argv) != 1:
         raise PipelineError("usage: python stages/prepare.py <task>")
-    task, params = argv[0], load_params()
+    task, params = argv[0], load_checked_params()
     tasks = section(params, "tasks")
     if not isinstance(tasks, dict) or task not in tasks:
         known = ", ".join(tasks) if isinstance(tasks, dict) else "none"

@@ -10,8 +10,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.params import load_params, section  # noqa: E402
+from pipeline.params import section  # noqa: E402
 from pipeline.report import collect_runs, collect_sources, mean_by_method, write_report  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 
 RESULTS_DIR = Path("results")
@@ -28,7 +29,7 @@ def _names(params: dict[str, Any], key_path: str) -> list[str]:
 
 def main(argv: list[str]) -> str:
     """Write reports/transfer.{csv,md,png} and reports/metrics.json; return the one-line summary."""
-    params = load_params()
+    params = load_checked_params()
     targets = _names(params, "target_tasks")
     runs = collect_runs(RESULTS_DIR, targets, _names(params, "adapt.methods"))
     write_report(runs, collect_sources(RESULTS_DIR, _names(params, "source_tasks")), OUT_DIR)

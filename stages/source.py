@@ -8,10 +8,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.methods import MethodContext, build_method  # noqa: E402
-from pipeline.params import load_params, positive, section  # noqa: E402
-from pipeline.runs import RESULTS_DIR, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
+from pipeline.params import positive, section  # noqa: E402
+from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
 from pipeline.settings import ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
 from pipeline.single_task import fit_and_evaluate, teacher_outputs  # noqa: E402
+from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
 
@@ -19,20 +20,25 @@ from pipeline.train import TrainConfig  # noqa: E402
 def main(argv: list[str]) -> str:
     if len(argv) != 1:
         raise PipelineError("usage: python stages/source.py <source task>")
-    name, params = argv[0], load_params()
+    name, params = argv[0], load_checked_params()
     if name not in task_names(params, "source_tasks"):
         raise PipelineError(f"params.yaml: {name!r} is not listed in source_tasks")
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "source"), seed_of(params)
     backbone = open_backbone()
     task = open_task(backbone, name, model)
     module, groups = build_method("pt", MethodContext(backbone, model, steps, seed))
-    config = TrainConfig(steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed)
-    run = fit_and_evaluate(backbone, module, task, model, config, f"source@{name}")
+    stage = f"source@{name}"
+    resume = checkpointer(stage, params, ("seed", "model", "source"), backbone, data=task.info.source_sha256)
+    config = TrainConfig(
+        steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
+    )
+    run = fit_and_evaluate(backbone, module, task, model, config, stage)
     count = positive(section(params, "source"), "teacher_examples", int, "source")
     teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size)
     meta = artifact_meta(backbone, model, **task_meta(task))
     out = RESULTS_DIR / "source" / name
     write_run(out, {"prompt": module.export(), "teacher": teacher}, meta, {"task": name, **run.summary()}, run.result)
+    resume.clear()
     return f"teacher for {name}: test accuracy {run.metrics['test']['accuracy']:.3f} -> {out}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny import full_params
 
 from pipeline.data import TaskInfo, load_prepared, prepare_task
 from pipeline.errors import PipelineError
@@ -152,11 +153,13 @@ def load_stage():
 
 
 def test_stage_main_prepares_named_task(raw, monkeypatch):
-    (raw / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "tasks": {"rt": spec_dict()}}))
+    params = full_params({"rt": spec_dict(), "rt_b": spec_dict(), "rt_c": spec_dict()}, ["rt", "rt_b"], ["rt_c"])
+    params["seed"] = 0
+    (raw / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(raw)
     stage = load_stage()
     summary = stage.main(["rt"])
     assert summary == "rt: 30/10/8 train/dev/test examples, 2 labels -> data/prepared/rt"
     assert load_prepared(raw / "data" / "prepared" / "rt")[1].sizes["train"] == 30
-    with pytest.raises(PipelineError, match=r"no task tasks\.nope \(known: rt\)"):
+    with pytest.raises(PipelineError, match=r"no task tasks\.nope \(known: rt, rt_b, rt_c\)"):
         stage.main(["nope"])

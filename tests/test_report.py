@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.errors import PipelineError
+from tiny import full_params
 from pipeline.report import RUN_COLUMNS, SOURCE_COLUMNS, collect_runs, collect_sources, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +44,10 @@ def results(tmp_path: Path) -> Path:
     for (target, method), accuracy in TEST_ACCURACY.items():
         _write_json(root / "adapt" / f"{target}-{method}" / "metrics.json", {
             "target": target, "method": method, "dev": _split(accuracy + 0.012345), "test": _split(accuracy),
-            "trainable_params": 596 if method == "mpt" else 11520, "steps": 60, "train_seconds": 123.456789,
+            "trainable_params": 596 if method == "mpt" else 11520, "steps": 60,
             "majority_rate": MAJORITY[target],
         })
+        _write_json(root / "adapt" / f"{target}-{method}" / "timing.json", {"train_seconds": 123.456789})
     for task, accuracy in TEACHER.items():
         _write_json(root / "source" / task / "metrics.json", {
             "task": task, "dev": _split(accuracy), "test": _split(accuracy),
@@ -155,7 +157,15 @@ def test_chart_without_majority_rate(results: Path, tmp_path: Path) -> None:
 
 
 def test_stage_main_summary(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    params = {"target_tasks": TARGETS, "source_tasks": SOURCES, "adapt": {"methods": METHODS}}
+    spec = {
+        "source": {"kind": "file", "path": "raw.csv", "format": "csv"},
+        "columns": {"text": "text", "label": "label"},
+        "template": "{text}",
+        "label_words": {"a": " positive", "b": " negative"},
+        "splits": {"train": 10, "dev": 2, "test": 2},
+    }
+    params = full_params({name: spec for name in TARGETS + SOURCES}, SOURCES, TARGETS)
+    params["adapt"]["methods"] = METHODS
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     spec = importlib.util.spec_from_file_location("report_stage", REPO_ROOT / "stages" / "report.py")

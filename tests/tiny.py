@@ -59,3 +59,12 @@ def save_tiny_backbone(folder: Path, kind: str = "causal", seed: int = 0) -> Pat
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def full_params(tasks: dict, sources: list[str], targets: list[str]) -> dict:
+    """The repo's default params.yaml with these tasks: a complete, valid params dict for stage tests."""
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    params["tasks"], params["source_tasks"], params["target_tasks"] = tasks, sources, targets
+    return params

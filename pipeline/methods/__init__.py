@@ -17,6 +17,7 @@ from pipeline.backbone import Backbone
 from pipeline.errors import PipelineError
 from pipeline.methods.mpt import TargetPrompt
 from pipeline.methods.prompt_tuning import SoftPrompt
+from pipeline.schema import METHODS
 from pipeline.settings import ModelSettings, StepSettings
 
 DISTILL_FILE = Path("results/distill/shared.safetensors")
@@ -62,6 +63,9 @@ TARGET_METHODS: dict[str, Callable[[MethodContext], Built]] = {
     "pt": build_prompt_tuning,
     "mpt": build_mpt,
 }
+
+
+assert tuple(TARGET_METHODS) == METHODS, "pipeline.schema.METHODS must list the registered methods"
 
 
 def build_method(name: str, ctx: MethodContext) -> Built:

@@ -1,0 +1,78 @@
+"""Checkpoints: a run killed mid-way and resumed ends bit-identical to an uninterrupted one (CPU)."""
+
+import pytest
+import torch
+
+from pipeline.checkpoint import Checkpointer
+from pipeline.errors import PipelineError
+from pipeline.methods import MethodContext, build_method
+from pipeline.settings import ModelSettings, StepSettings
+from pipeline.single_task import fit_and_evaluate
+from pipeline.train import TrainConfig, train
+from test_train import toy_task
+from tiny import tiny_backbone
+
+MODEL = ModelSettings(prompt_length=4, max_length=16, batch_size=4, eval_batch_size=8)
+STEPS = StepSettings(steps=9, lr=0.05, factor_lr=0.1, warmup_steps=2)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL inside one process."""
+
+
+def run(checkpoint, kill_at=None):
+    backbone = tiny_backbone("causal")
+    task = toy_task(backbone)
+    module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, 0))
+    if kill_at is not None:
+        real = backbone.forward
+        calls = {"n": 0}
+
+        def dying(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > kill_at:
+                raise Killed()
+            return real(*args, **kwargs)
+
+        backbone.forward = dying
+    config = TrainConfig(STEPS.steps, groups, STEPS.warmup_steps, seed=0, checkpoint=checkpoint)
+    return fit_and_evaluate(backbone, module, task, MODEL, config, "ckpt-test")
+
+
+@pytest.mark.parametrize("kill_at", [1, 4, 7])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, kill_at):
+    reference = run(None)
+    checkpoint = Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="f")
+    with pytest.raises(Killed):
+        run(checkpoint, kill_at=kill_at)
+    resumed = run(checkpoint)
+    assert torch.equal(resumed.module.weight, reference.module.weight)
+    assert [h["loss"] for h in resumed.result.history] == [h["loss"] for h in reference.result.history]
+    assert resumed.metrics == reference.metrics
+
+
+def test_checkpoint_of_other_inputs_is_ignored(tmp_path):
+    reference = run(None)
+    with pytest.raises(Killed):
+        run(Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="old"), kill_at=5)
+    fresh = run(Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="new"))
+    assert torch.equal(fresh.module.weight, reference.module.weight)
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path):
+    weight = torch.nn.Parameter(torch.ones(2))
+    module = torch.nn.Module()
+    module.weight = weight
+    checkpoint = Checkpointer(tmp_path / "ckpt", every=2, run_fingerprint="f")
+
+    def compute(m, step):
+        return {"loss": (m.weight**2).sum() * (float("inf") if step == 5 else 1.0)}
+
+    with pytest.raises(PipelineError, match=r"at step 5.*last good checkpoint is kept in .*ckpt"):
+        train(module, iter(range(10)), compute, TrainConfig(steps=10, seed=0, checkpoint=checkpoint), "inf-test")
+    fresh = torch.nn.Module()
+    fresh.weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([fresh.weight])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    steps_done, history = checkpoint.restore(fresh, optimizer, schedule)
+    assert steps_done == 4 and len(history) == 4 and torch.isfinite(fresh.weight).all()

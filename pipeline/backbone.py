@@ -127,16 +127,27 @@ class Backbone(nn.Module):
             labels: the task's label words.
         """
         batch = input_ids.shape[0]
-        if prompt.dim() == 2:
-            prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
-        prompt = prompt.to(self.input_embeddings.weight.dtype)
-        if labels.single_token:
-            hidden = self._prediction_hidden(prompt, input_ids, attention_mask, None)
-            logits = hidden @ self._output_rows(labels.first_ids).T
-            return Scores(logits=logits, hidden=hidden)
-        return self._score_multi_token(prompt, input_ids, attention_mask, labels)
+        if not labels.single_token:
+            return self._score_multi_token(self._batched(prompt, batch), input_ids, attention_mask, labels)
+        hidden = self.prediction_hidden(prompt, input_ids, attention_mask)
+        return Scores(logits=self.label_logits(hidden, labels), hidden=hidden)
+
+    def prediction_hidden(
+        self, prompt: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The hidden state (B, d) that predicts the (first) label token, after a (l, d) or (B, l, d) prompt."""
+        return self._prediction_hidden(self._batched(prompt, input_ids.shape[0]), input_ids, attention_mask, None)
+
+    def label_logits(self, hidden: torch.Tensor, labels: LabelWords) -> torch.Tensor:
+        """Logits (B, C) of single-token label words from prediction hidden states (B, d)."""
+        return hidden @ self._output_rows(labels.first_ids).T
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _batched(self, prompt: torch.Tensor, batch: int) -> torch.Tensor:
+        if prompt.dim() == 2:
+            prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
+        return prompt.to(self.input_embeddings.weight.dtype)
 
     def _output_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings().weight[token_ids.to(self.device)]

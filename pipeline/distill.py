@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from pipeline.backbone import Backbone
+from pipeline.backbone import Backbone, Scores
 from pipeline.batching import Batch, TaskData, collate
 from pipeline.checkpoint import Checkpointer
 from pipeline.losses import distillation_loss, task_loss
@@ -60,13 +60,20 @@ def distill(
     device = backbone.device
     batches = (b.to(device) for b in mixed_batches(tasks, sizes, batch_size, config.seed))
 
+    one_pass = all(task.labels.single_token for task in tasks)
+
     def compute_loss(module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         prompt = module(batch.task_ids)  # (B, l, d)
+        # With single-token label words, one forward serves the whole mixed batch; label sets differ between
+        # tasks, so only the cheap label-word product is done per task.
+        hidden = backbone.prediction_hidden(prompt, batch.input_ids, batch.attention_mask) if one_pass else None
         totals = {"task": 0.0, "kl": 0.0, "mse": 0.0}
         for k in batch.task_ids.unique().tolist():
-            # Label sets differ between tasks, so each task's examples are scored with its own label words.
             group = batch.task_ids == k
-            scores = backbone(prompt[group], batch.input_ids[group], batch.attention_mask[group], tasks[k].labels)
+            if one_pass:
+                scores = Scores(logits=backbone.label_logits(hidden[group], tasks[k].labels), hidden=hidden[group])
+            else:
+                scores = backbone(prompt[group], batch.input_ids[group], batch.attention_mask[group], tasks[k].labels)
             rows = batch.rows[group].cpu()
             parts = distillation_loss(
                 scores.logits,

@@ -83,13 +83,17 @@ def load_task(backbone: Backbone, task_dir: Path, max_length: int) -> TaskData:
     labels = backbone.label_words(info.label_words, where=f"params.yaml: tasks.{info.name}.label_words")
     splits = {}
     for split in SPLITS:
-        texts = list(dataset[split]["input"])
-        encoded = backbone.tokenize(texts, max_length) if texts else None
-        token_ids = [] if encoded is None else [
-            row[mask.bool()].tolist() for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])
-        ]
+        token_ids = encode_texts(backbone, list(dataset[split]["input"]), max_length)
         splits[split] = EncodedSplit(token_ids, list(dataset[split]["label"]), backbone.tokenizer.pad_token_id)
     return TaskData(info=info, labels=labels, splits=splits)
+
+
+def encode_texts(backbone: Backbone, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each filled-in text, unpadded (batches pad later, each to its own longest row)."""
+    if not texts:
+        return []
+    encoded = backbone.tokenize(texts, max_length)
+    return [row[mask.bool()].tolist() for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
 
 
 def shuffled_batches(size: int, batch_size: int, seed: int):

@@ -16,7 +16,7 @@ from pipeline.params import PARAMS_FILE, check_keys, require, section
 
 TOP_LEVEL_KEYS = (
     "seed", "backbone", "model", "source", "distill", "adapt", "source_tasks", "target_tasks", "tasks",
-    "checkpoint_every",
+    "checkpoint_every", "source_teachers",
 )
 BACKBONE_KINDS = ("causal", "seq2seq")
 BACKBONE_KEYS = ("name", "kind", "source")
@@ -97,6 +97,7 @@ def validate(params: dict[str, Any]) -> None:
         raise PipelineError(
             f"params.yaml: source_tasks needs at least {MIN_SOURCE_TASKS} tasks for distillation, got {len(sources)}"
         )
+    source_teachers(params)
     both = sorted(set(sources) & set(targets))
     if both:
         raise PipelineError(
@@ -126,6 +127,23 @@ def check_backbone_spec(spec: Any) -> None:
     allowed = BACKBONE_FORMATS[source_kind]
     if source["format"] not in allowed:
         raise PipelineError(f"params.yaml: {where}.format must be one of {', '.join(allowed)}, got {source['format']!r}")
+
+
+def source_teachers(params: dict[str, Any]) -> dict[str, str]:
+    """Optional params ``source_teachers``: source task -> folder of a PEFT prompt-tuning adapter.
+
+    A listed task's teacher is loaded from that adapter instead of trained (pipeline.export.load_peft_prompt).
+    """
+    teachers = params.get("source_teachers") or {}  # an empty ``source_teachers:`` is YAML null
+    if not isinstance(teachers, dict):
+        raise PipelineError("params.yaml: source_teachers must map source task names to adapter folders")
+    sources = section(params, "source_tasks")
+    for task, folder in teachers.items():
+        if task not in sources:  # most likely a typo, which would silently train that teacher instead
+            raise PipelineError(f"params.yaml: source_teachers.{task}: not listed in source_tasks")
+        if not isinstance(folder, str) or not folder:
+            raise PipelineError(f"params.yaml: source_teachers.{task} must be the path of an adapter folder")
+    return teachers
 
 
 def _check_methods(adapt: dict[str, Any]) -> None:

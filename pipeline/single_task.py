@@ -29,7 +29,8 @@ class SingleTaskRun:
             **self.metrics,
             "trainable_params": self.trainable_params,
             "steps": self.result.steps,
-            "final_train_loss": round(self.result.final_loss, 6),
+            # An imported prompt has no training history; 0.0 would read as a perfect loss.
+            "final_train_loss": round(self.result.final_loss, 6) if self.result.history else None,
         }
 
 
@@ -53,6 +54,18 @@ def fit_and_evaluate(
 
     params = trainable_parameter_count(module)
     result = train(module, batches, compute_loss, config, description)
+    return _evaluated(backbone, module, task, model, result, params)
+
+
+def evaluate_untrained(backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings) -> SingleTaskRun:
+    """A prompt trained elsewhere (an imported teacher): zero steps here, dev/test metrics as for a trained one."""
+    nothing = TrainResult(history=[], steps=0, seconds=0.0)
+    return _evaluated(backbone, module, task, model, nothing, trainable_parameter_count(module))
+
+
+def _evaluated(
+    backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings, result: TrainResult, params: int
+) -> SingleTaskRun:
     module.eval()
     metrics = evaluate_prompt(backbone, lambda b: module(b.task_ids), task, ("dev", "test"), model.eval_batch_size)
     return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)

@@ -7,12 +7,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.export import load_peft_prompt  # noqa: E402
 from pipeline.methods import MethodContext, build_method  # noqa: E402
 from pipeline.params import positive, section  # noqa: E402
 from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
 from pipeline.settings import ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
-from pipeline.single_task import fit_and_evaluate, teacher_outputs  # noqa: E402
-from pipeline.schema import load_checked_params  # noqa: E402
+from pipeline.methods.prompt_tuning import SoftPrompt  # noqa: E402
+from pipeline.single_task import evaluate_untrained, fit_and_evaluate, teacher_outputs  # noqa: E402
+from pipeline.schema import load_checked_params, source_teachers  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
 
@@ -32,7 +34,12 @@ def main(argv: list[str]) -> str:
     config = TrainConfig(
         steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
     )
-    run = fit_and_evaluate(backbone, module, task, model, config, stage)
+    adapter = source_teachers(params).get(name)
+    if adapter:  # trained elsewhere: a PEFT prompt-tuning adapter, evaluated and cached like a trained teacher
+        module = SoftPrompt(load_peft_prompt(Path(adapter), backbone, model.prompt_length)).to(backbone.device)
+        run = evaluate_untrained(backbone, module, task, model)
+    else:
+        run = fit_and_evaluate(backbone, module, task, model, config, stage)
     count = positive(section(params, "source"), "teacher_examples", int, "source")
     teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size)
     meta = artifact_meta(backbone, model, **task_meta(task))

@@ -1,0 +1,113 @@
+"""`python -m pipeline <command>`: the pipeline's tools outside DVC.
+
+A command is one function that adds its subparser and sets ``handler``, plus one entry in ``COMMANDS``.
+Handlers import their module when they run, so ``--help`` answers at once without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+Subparsers = argparse._SubParsersAction  # argparse exposes no public name for add_subparsers()' result
+
+
+def _run_command(commands: Subparsers, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand that reads one finished run: ``run_dir`` and ``--backbone`` come with it."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.add_argument("run_dir", type=Path, help="results/adapt/<target>-<method>/ or results/source/<task>/")
+    parser.add_argument(
+        "--backbone", type=Path, default=None, metavar="DIR",
+        help="materialised backbone folder the run was trained on (default: models/backbone)",
+    )
+    return parser
+
+
+def _backbone_dir(args: argparse.Namespace) -> Path:
+    from pipeline.runs import BACKBONE_DIR
+
+    return args.backbone or BACKBONE_DIR
+
+
+def export_command(commands: Subparsers) -> None:
+    """`export <run_dir> <out_dir>`: a run's prompt as a PEFT prompt-tuning adapter folder."""
+    parser = _run_command(
+        commands, "export", "write a run's prompt as a PEFT prompt-tuning adapter folder",
+        "Export results/adapt/<target>-<method>/ or results/source/<task>/ as a folder that "
+        "peft.PeftModel.from_pretrained(base_model, OUT_DIR) loads.",
+    )
+    parser.add_argument("out_dir", type=Path, help="adapter folder to write (replaced as a whole, atomically)")
+
+    def handle(args: argparse.Namespace) -> None:
+        from pipeline.export import export_run
+
+        artifact = export_run(args.run_dir, args.out_dir, _backbone_dir(args))
+        shape = " x ".join(map(str, artifact.prompt.shape))
+        print(f"exported {artifact.path} ({artifact.task.name}, {artifact.method}, {shape}) -> {args.out_dir}")
+
+    parser.set_defaults(handler=handle)
+
+
+def predict_command(commands: Subparsers) -> None:
+    """`predict <run_dir> [--text TEXT ...] [--file FILE]`: labels for raw texts, one line each."""
+    parser = _run_command(
+        commands, "predict", "label texts with a run's prompt: <label> TAB <probability> TAB <text>",
+        "Fill each text into the run's task template and print its best label, that label's "
+        "probability and the text (first 60 characters), one line per input, in input order.",
+    )
+    parser.add_argument(
+        "--text", action="extend", nargs="+", default=[], metavar="TEXT", help="texts to label (repeatable)"
+    )
+    parser.add_argument("--file", type=Path, help="a UTF-8 file with one text per line (empty lines skipped)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default 32)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, metavar="N",
+        help="input tokens kept (the end); default: model.max_length of params.yaml",
+    )
+
+    def handle(args: argparse.Namespace) -> None:
+        from pipeline.predict import run_predict
+
+        predictions = run_predict(
+            args.run_dir, args.text, args.file, args.batch_size, _backbone_dir(args), args.max_length
+        )
+        print("\n".join(p.line() for p in predictions))
+
+    parser.set_defaults(handler=handle)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    export_command,
+    predict_command,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error is one line ``error: ...`` on stderr and exit status 1, no traceback."""
+    # Set before a handler imports torch: busy-waiting OpenMP threads crawl on shared cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

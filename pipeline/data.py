@@ -24,7 +24,10 @@ from pipeline.tasks import KEY_SEP, SPLITS, TaskSpec
 PREPARED_DIR = Path("data/prepared")  # one folder per task, relative to the repo root
 DATASET_DIR = "dataset"
 INFO_FILE = "task.json"
-FEATURES = datasets.Features({"input": datasets.Value("string"), "label": datasets.Value("int64")})
+# ``key`` is the normalised text (text + tab + text_b for pairs): what dedup and the cross-task overlap check compare.
+FEATURES = datasets.Features(
+    {"input": datasets.Value("string"), "label": datasets.Value("int64"), "key": datasets.Value("string")}
+)
 
 
 @dataclass
@@ -89,7 +92,8 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
     dataset = datasets.DatasetDict(
         {
             split: datasets.Dataset.from_dict(
-                {"input": frame["input"].tolist(), "label": frame["label"].tolist()}, features=FEATURES
+                {"input": frame["input"].tolist(), "label": frame["label"].tolist(), "key": frame["key"].tolist()},
+                features=FEATURES,
             )
             for split, frame in splits.items()
         }
@@ -178,3 +182,9 @@ def load_prepared(task_dir: Path) -> tuple[datasets.DatasetDict, TaskInfo]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(exc).__name__
+
+
+def shared_texts(task_dir: Path, other_dir: Path) -> int:
+    """How many distinct texts two prepared tasks share (any split): a target should not contain source texts."""
+    keys = [set(key for split in load_prepared(d)[0].values() for key in split["key"]) for d in (task_dir, other_dir)]
+    return len(keys[0] & keys[1])

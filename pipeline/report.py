@@ -201,12 +201,13 @@ def _sources_table(sources: pd.DataFrame) -> str:
     return _markdown_table(header, rows)
 
 
-def render_markdown(runs: pd.DataFrame, sources: pd.DataFrame) -> str:
-    """The text of ``transfer.md``: runs, winners per target, means per method, then teacher vs student."""
+def render_markdown(runs: pd.DataFrame, sources: pd.DataFrame, warnings: list[str] | None = None) -> str:
+    """The text of ``transfer.md``: warnings, runs, winners per target, means per method, teacher vs student."""
     n_targets = runs["target"].nunique()
     parts = [
         "# Soft-prompt transfer report",
         f"{len(runs)} runs over {n_targets} target task(s); test split unless marked dev.",
+        *[f"> **Warning:** {warning}" for warning in warnings or []],
         "## Runs",
         _runs_table(runs),
         "## Winner per target (test accuracy)",
@@ -294,7 +295,9 @@ def _round(value: float) -> float:
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-def write_report(runs: pd.DataFrame, sources: pd.DataFrame, out_dir: Path) -> None:
+def write_report(
+    runs: pd.DataFrame, sources: pd.DataFrame, out_dir: Path, warnings: list[str] | None = None
+) -> None:
     """Write ``transfer.csv``, ``transfer.md``, ``transfer.png`` and ``metrics.json`` into ``out_dir``."""
     if runs.empty:
         raise PipelineError("params.yaml: target_tasks x adapt.methods names no runs to report")
@@ -305,7 +308,7 @@ def write_report(runs: pd.DataFrame, sources: pd.DataFrame, out_dir: Path) -> No
     metrics = json.dumps(metrics_summary(runs), indent=2, sort_keys=True) + "\n"
     outputs = {
         "transfer.csv": csv.encode("utf-8"),
-        "transfer.md": render_markdown(runs, sources).encode("utf-8"),
+        "transfer.md": render_markdown(runs, sources, warnings).encode("utf-8"),
         "transfer.png": render_chart(runs),
         "metrics.json": metrics.encode("utf-8"),
     }

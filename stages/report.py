@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.params import section  # noqa: E402
 from pipeline.report import collect_runs, collect_sources, mean_by_method, write_report  # noqa: E402
+from pipeline.data import PREPARED_DIR, shared_texts  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 
@@ -27,12 +28,26 @@ def _names(params: dict[str, Any], key_path: str) -> list[str]:
     return names
 
 
+def _overlap_warnings(targets: list[str], sources: list[str]) -> list[str]:
+    """Data hygiene: a target that shares texts with a source task overstates what transfer achieves."""
+    warnings = []
+    for target in targets:
+        for source in sources:
+            shared = shared_texts(PREPARED_DIR / target, PREPARED_DIR / source)
+            if shared:
+                warnings.append(f"target {target} shares {shared} texts with source task {source}")
+    return warnings
+
+
 def main(argv: list[str]) -> str:
     """Write reports/transfer.{csv,md,png} and reports/metrics.json; return the one-line summary."""
     params = load_checked_params()
-    targets = _names(params, "target_tasks")
+    targets, sources = _names(params, "target_tasks"), _names(params, "source_tasks")
     runs = collect_runs(RESULTS_DIR, targets, _names(params, "adapt.methods"))
-    write_report(runs, collect_sources(RESULTS_DIR, _names(params, "source_tasks")), OUT_DIR)
+    warnings = _overlap_warnings(targets, sources)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    write_report(runs, collect_sources(RESULTS_DIR, sources), OUT_DIR, warnings)
     means = ", ".join(f"{row.method} {row.accuracy:.3f}" for row in mean_by_method(runs).itertuples(index=False))
     return f"{len(runs)} runs over {len(targets)} targets -> {OUT_DIR / 'transfer.md'} (mean test accuracy: {means})"
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tiny import full_params
 
-from pipeline.data import TaskInfo, load_prepared, prepare_task
+from pipeline.data import TaskInfo, load_prepared, prepare_task, shared_texts
 from pipeline.errors import PipelineError
 from pipeline.tasks import TaskSpec
 
@@ -163,3 +163,11 @@ def test_stage_main_prepares_named_task(raw, monkeypatch):
     assert load_prepared(raw / "data" / "prepared" / "rt")[1].sizes["train"] == 30
     with pytest.raises(PipelineError, match=r"no task tasks\.nope \(known: rt, rt_b, rt_c\)"):
         stage.main(["nope"])
+
+
+def test_shared_texts_counts_texts_two_tasks_have_in_common(raw):
+    prepare(raw, name="first")
+    prepare(raw, name="second")  # same raw rows and seed: every kept text is shared
+    first = load_prepared(raw / "out" / "first")[0]
+    total = sum(len(split) for split in first.values())
+    assert shared_texts(raw / "out" / "first", raw / "out" / "second") == total > 0

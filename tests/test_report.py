@@ -171,6 +171,7 @@ def test_stage_main_summary(results: Path, tmp_path: Path, monkeypatch: pytest.M
     spec = importlib.util.spec_from_file_location("report_stage", REPO_ROOT / "stages" / "report.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
+    monkeypatch.setattr(stage, "_overlap_warnings", lambda targets, sources: [])  # no prepared data here
     summary = stage.main([])
     assert summary == "4 runs over 2 targets -> reports/transfer.md (mean test accuracy: mpt 0.650, pt 0.645)"
     assert (tmp_path / "reports" / "metrics.json").is_file()

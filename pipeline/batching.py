@@ -24,6 +24,11 @@ class Batch:
     rows: torch.Tensor
     task_ids: torch.Tensor | None = None
 
+    def shard(self, index: int, count: int) -> Batch:
+        """Rows ``index::count`` of the batch: one process's slice under data parallelism."""
+        picked = {k: (v[index::count] if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**picked)
+
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return Batch(**moved)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 
 from pipeline.artifacts import save_tensors
 from pipeline.checkpoint import CHECKPOINT_ROOT, Checkpointer, fingerprint
@@ -64,6 +65,8 @@ def write_run(
     """Write ``<name>.safetensors`` per tensor group, ``metrics.json``, ``history.json`` (the loss curve) and
     ``timing.json``. Wall time lives apart so that every other file repeats byte for byte on CPU.
     """
+    if not PartialState().is_main_process:
+        return  # under `accelerate launch`, one process writes
     for name, group in tensors.items():
         save_tensors(out_dir / f"{name}.safetensors", group, meta)
     write_json(out_dir / "metrics.json", metrics)

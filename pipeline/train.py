@@ -86,24 +86,29 @@ def train(
     )
     for step in progress:
         batch = next(batches)
+        if accelerator.num_processes > 1:
+            # Data parallel: every process draws the same seeded global batch and trains on its own slice;
+            # DDP averages the gradients, which equals the global batch's mean gradient.
+            batch = batch.shard(accelerator.process_index, accelerator.num_processes)
         with accelerator.autocast():
             parts = compute_loss(module, batch)
         loss = parts["loss"]
-        if not torch.isfinite(loss):
+        logged = {name: accelerator.reduce(value.detach(), "mean") for name, value in parts.items()}
+        if not torch.isfinite(logged["loss"]):
             kept = f"; the last good checkpoint is kept in {config.checkpoint.folder}" if config.checkpoint else ""
             raise PipelineError(
-                f"{description}: loss became {loss.item()} at step {step}; lower the learning rate{kept}"
+                f"{description}: loss became {logged['loss'].item()} at step {step}; lower the learning rate{kept}"
             )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        record = {name: float(value.detach()) for name, value in parts.items()}
+        record = {name: float(value) for name, value in logged.items()}
         record["step"] = step
         history.append(record)
         progress.set_postfix(loss=f"{record['loss']:.4f}")
-        if config.checkpoint and config.checkpoint.due(step, config.steps):
+        if config.checkpoint and config.checkpoint.due(step, config.steps) and accelerator.is_main_process:
             config.checkpoint.save(step + 1, accelerator.unwrap_model(module), optimizer, schedule, history)
     return TrainResult(history=history, steps=config.steps, seconds=time.perf_counter() - started)
 

@@ -101,10 +101,26 @@ def encode_texts(backbone: Backbone, texts: list[str], max_length: int) -> list[
     return [row[mask.bool()].tolist() for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
 
 
-def shuffled_batches(size: int, batch_size: int, seed: int):
-    """Endless batches of row indices: reshuffled every epoch, seeded."""
+BUCKET_BATCHES = 50  # batches per length bucket: wide enough to stay random, narrow enough to cut padding
+
+
+def shuffled_batches(size: int, batch_size: int, seed: int, lengths: list[int] | None = None):
+    """Endless batches of row indices, reshuffled every epoch, seeded; every row once per epoch.
+
+    With ``lengths``, batches are length-bucketed: each epoch's shuffled order is cut into chunks of
+    ``BUCKET_BATCHES`` batches, each chunk is sorted by length before it is cut into batches, and the batch
+    order is shuffled again, so rows of similar length share a batch and dynamic padding adds little.
+    """
     rng = np.random.default_rng(seed)
+    full = size >= batch_size
     while True:
         order = rng.permutation(size).tolist()
-        for start in range(0, size - batch_size + 1 if size >= batch_size else 1, batch_size):
-            yield order[start : start + batch_size]
+        if lengths is not None:
+            chunk = batch_size * BUCKET_BATCHES
+            chunks = [sorted(order[start : start + chunk], key=lengths.__getitem__) for start in range(0, size, chunk)]
+            order = [row for rows in chunks for row in rows]
+        starts = range(0, size - batch_size + 1 if full else 1, batch_size)
+        batches = [order[start : start + batch_size] for start in starts]
+        if lengths is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        yield from batches

@@ -45,7 +45,8 @@ def fit_and_evaluate(
     """Train ``module`` (its forward gives the prompt) on ``task``'s train split, then score dev and test."""
     device = backbone.device
     train_split = task.splits["train"]
-    rows = shuffled_batches(len(train_split), model.batch_size, config.seed)
+    lengths = [len(tokens) for tokens in train_split.token_ids]
+    rows = shuffled_batches(len(train_split), model.batch_size, config.seed, lengths)
     batches = (train_split.batch(next(rows)).to(device) for _ in iter(int, 1))
 
     def compute_loss(prompt_module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:

@@ -96,3 +96,20 @@ def test_distillation_runs_and_trains_p_and_factors(kind):
     assert result.steps == 6 and {"task", "kl", "mse", "loss"} <= set(result.history[0])
     assert not torch.equal(student.shared.detach(), start)  # P moved
     assert student.u.shape == (2, MODEL.prompt_length, 1)
+
+
+def test_length_bucketed_batches_cover_every_row_and_cut_padding():
+    import random
+
+    from pipeline.batching import shuffled_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 60) for _ in range(400)]
+    bucketed, plain = shuffled_batches(400, 8, 0, lengths), shuffled_batches(400, 8, 0)
+    epoch = [next(bucketed) for _ in range(50)]
+    assert sorted(row for batch in epoch for row in batch) == list(range(400))  # each row once per epoch
+
+    def padding(batches):
+        return sum(max(lengths[r] for r in b) * len(b) - sum(lengths[r] for r in b) for b in batches)
+
+    assert padding(epoch) < 0.5 * padding([next(plain) for _ in range(50)])

@@ -1,0 +1,50 @@
+"""Split metrics on known inputs: Matthews correlation (binary and multiclass) and the optional-metric switch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline.batching import EncodedSplit
+from pipeline.evaluate import matthews_corrcoef, split_metrics
+
+
+def test_binary_mcc_from_the_confusion_matrix():
+    # TP = 2, TN = 2, FP = 1, FN = 1: (2·2 - 1·1) / sqrt(3·3·3·3) = 1/3
+    labels = [1, 1, 1, 0, 0, 0]
+    predictions = [1, 1, 0, 0, 0, 1]
+    assert matthews_corrcoef(predictions, labels, 2) == pytest.approx(1 / 3)
+
+
+def test_binary_mcc_can_be_negative():
+    # TP = 2, FN = 1, FP = 1, TN = 0: (0 - 1) / sqrt(3·3·1·1) = -1/3
+    assert matthews_corrcoef([1, 0, 1, 1], [1, 1, 1, 0], 2) == pytest.approx(-1 / 3)
+
+
+def test_multiclass_mcc_by_hand():
+    labels = [0, 0, 1, 1, 2, 2]
+    predictions = [0, 1, 1, 1, 2, 0]
+    # c = 4, s = 6, predicted counts p = (2, 3, 1), true counts t = (2, 2, 2)
+    # (4·6 - (4 + 6 + 2)) / sqrt((36 - 14)(36 - 12)) = 12 / sqrt(528)
+    assert matthews_corrcoef(predictions, labels, 3) == pytest.approx(12 / math.sqrt(528))
+
+
+def test_mcc_extremes():
+    labels = [0, 1, 2, 0, 1, 2]
+    assert matthews_corrcoef(labels, labels, 3) == pytest.approx(1.0)
+    assert matthews_corrcoef([1, 0, 1, 0], [0, 1, 0, 1], 2) == pytest.approx(-1.0)
+    # One class predicted for everything: undefined, reported as 0 (no information), never NaN.
+    assert matthews_corrcoef([0, 0, 0, 0], [0, 1, 0, 1], 2) == 0.0
+
+
+def test_mcc_is_computed_only_when_asked():
+    split = EncodedSplit(token_ids=[[1]] * 4, labels=[0, 1, 1, 0], pad_id=0)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]])  # predictions 0, 1, 0, 0
+    plain = split_metrics(logits, split)
+    assert "mcc" not in plain and plain["accuracy"] == 0.75
+    asked = split_metrics(logits, split, ("accuracy", "macro_f1", "mcc"))
+    # TP = 1, TN = 2, FP = 0, FN = 1: (2 - 0) / sqrt(1·3·2·2) = 1/sqrt(3)
+    assert asked["mcc"] == pytest.approx(1 / math.sqrt(3))
+    assert {k: v for k, v in asked.items() if k != "mcc"} == plain

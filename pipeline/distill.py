@@ -50,9 +50,13 @@ def distill(
     """Train the student ``P ∘ (U_k V_k)``; P starts as the mean teacher prompt, so step 0 is a sensible average."""
     prompts = torch.stack([t["prompt"] for t in teachers])  # (K, l, d)
     generator = torch.Generator().manual_seed(seed)
-    student = MultitaskPrompt(prompts.mean(dim=0), len(tasks), settings.rank, generator).to(backbone.device)
+    student = MultitaskPrompt(
+        prompts.mean(dim=0), len(tasks), settings.rank, generator, settings.decomposition
+    ).to(backbone.device)
     # The factors start at 1, not at embedding scale, so they get their own learning rate.
-    groups = [{"params": [student.shared], "lr": steps.lr}, {"params": [student.u, student.v], "lr": steps.factor_lr}]
+    groups = [{"params": [student.shared], "lr": steps.lr}]
+    if student.factors:
+        groups.append({"params": student.factors, "lr": steps.factor_lr})
     config = TrainConfig(
         steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=checkpoint
     )

@@ -15,9 +15,10 @@ from pipeline.errors import PipelineError
 from pipeline.params import PARAMS_FILE, check_keys, require, section
 
 TOP_LEVEL_KEYS = (
-    "seed", "backbone", "model", "source", "distill", "adapt", "source_tasks", "target_tasks", "tasks",
+    "seed", "seeds", "backbone", "model", "source", "distill", "adapt", "source_tasks", "target_tasks", "tasks",
     "checkpoint_every", "source_teachers",
 )
+DISTILL_KEYS = ("steps", "lr", "factor_lr", "warmup_steps", "rank", "lambda", "temperature", "decomposition")
 BACKBONE_KINDS = ("causal", "seq2seq")
 BACKBONE_KEYS = ("name", "kind", "source")
 BACKBONE_SOURCE_KEYS = {
@@ -72,11 +73,12 @@ def validate(params: dict[str, Any]) -> None:
     """Check the whole of params.yaml; raise a one-line PipelineError at the first problem."""
     # Imported here: settings/tasks import params helpers, and keeping this module's import list short
     # keeps the dependency direction obvious (schema uses them, not the reverse).
-    from pipeline.settings import DistillSettings, ModelSettings, StepSettings, seed_of
+    from pipeline.settings import DistillSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of
     from pipeline.tasks import TaskSpec
 
     check_keys(params, TOP_LEVEL_KEYS, "params")
     seed_of(params)
+    seeds_of(params)
     if "checkpoint_every" in params:
         _positive_int(params, "checkpoint_every", "params")
     check_backbone_spec(section(params, "backbone"))
@@ -84,8 +86,10 @@ def validate(params: dict[str, Any]) -> None:
     for stage in ("source", "distill", "adapt"):
         StepSettings.from_params(params, stage)
     _positive_int(section(params, "source"), "teacher_examples", "source")
+    check_keys(section(params, "distill"), DISTILL_KEYS, "distill")  # a typo would silently skip an ablation
     DistillSettings.from_params(params, model.prompt_length, hidden_size=None)
     _check_methods(section(params, "adapt"))
+    freeze_shared(params)
     tasks = section(params, "tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise PipelineError("params.yaml: tasks must be a mapping of task name -> task spec")
@@ -93,6 +97,11 @@ def validate(params: dict[str, Any]) -> None:
         TaskSpec.from_params(str(name), spec)
     sources = _task_list(params, "source_tasks", tasks)
     targets = _task_list(params, "target_tasks", tasks)
+    for name in sources:
+        if "k_shot" in tasks[name]:  # teachers always train on the whole split; a silent no-op would mislead
+            raise PipelineError(
+                f"params.yaml: tasks.{name}.k_shot: {name!r} is a source task; only target tasks are adapted few-shot"
+            )
     if len(sources) < MIN_SOURCE_TASKS:
         raise PipelineError(
             f"params.yaml: source_tasks needs at least {MIN_SOURCE_TASKS} tasks for distillation, got {len(sources)}"

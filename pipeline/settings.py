@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.params import positive, require, section
+from pipeline.params import optional, positive, require, section
 
 NUMBER = (int, float)
 
@@ -57,6 +57,8 @@ class DistillSettings:
     rank: int
     lambda_: float
     temperature: float
+    # False: one shared prompt P for every source task, no task factors (the "no decomposition" ablation).
+    decomposition: bool = True
 
     @classmethod
     def from_params(cls, params: dict[str, Any], prompt_length: int, hidden_size: int | None) -> DistillSettings:
@@ -72,7 +74,30 @@ class DistillSettings:
         lam = require(node, "lambda", NUMBER, "distill")
         if lam < 0:
             raise PipelineError(f"params.yaml: distill.lambda must be >= 0, got {lam}")
-        return cls(rank=rank, lambda_=float(lam), temperature=float(positive(node, "temperature", NUMBER, "distill")))
+        return cls(
+            rank=rank,
+            lambda_=float(lam),
+            temperature=float(positive(node, "temperature", NUMBER, "distill")),
+            decomposition=optional(node, "decomposition", bool, "distill", True),
+        )
+
+
+def freeze_shared(params: dict[str, Any]) -> bool:
+    """``adapt.freeze_shared``: whether target ``mpt`` keeps P frozen (True, the paper) or trains it with L."""
+    return require(section(params, "adapt"), "freeze_shared", bool, "adapt")
+
+
+def seeds_of(params: dict[str, Any]) -> list[int]:
+    """``seeds``: the adapt@ runs' seeds (prompt init, batch order, few-shot draw); distinct integers >= 0."""
+    seeds = section(params, "seeds")
+    if (
+        not isinstance(seeds, list) or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise PipelineError(f"params.yaml: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise PipelineError("params.yaml: seeds lists a seed twice")
+    return seeds
 
 
 def seed_of(params: dict[str, Any]) -> int:

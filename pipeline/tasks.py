@@ -13,7 +13,16 @@ from pipeline.errors import PipelineError
 from pipeline.params import check_keys, optional, positive, require
 from pipeline.sources import check_source
 
-TASK_KEYS = ("source", "columns", "template", "label_words", "drop_labels", "binarize", "max_chars", "splits")
+TASK_KEYS = (
+    "source", "columns", "template", "label_words", "drop_labels", "binarize", "max_chars", "splits",
+    "k_shot", "metrics",
+)
+ALL = "all"  # k_shot entry: the whole training split
+# Metric names a task may list under ``metrics``; accuracy and macro-F1 are computed for every task regardless
+# (pipeline.evaluate.OPTIONAL_METRICS computes the others).
+METRICS = ("accuracy", "macro_f1", "mcc")
+ALWAYS = ("accuracy", "macro_f1")
+KShot = int | str  # a positive number of training examples, or ALL
 SPLITS = ("train", "dev", "test")
 # Separates text and text_b in an example's dedup key; normalised text never contains a tab.
 KEY_SEP = "\t"
@@ -45,6 +54,8 @@ class TaskSpec:
     binarize: Binarize | None
     max_chars: int | None
     splits: dict[str, int]
+    k_shot: tuple[KShot, ...] = (ALL,)  # training-set sizes a target is adapted with (one result per k)
+    metrics: tuple[str, ...] = ALWAYS  # what the report shows for this task: ALWAYS plus what it asks for
 
     @property
     def where(self) -> str:
@@ -69,6 +80,7 @@ class TaskSpec:
             shared = sorted(drop & set(labels))
             raise PipelineError(f"params.yaml: {where}.drop_labels and {where}.label_words share {shared}")
         binarize = _binarize(spec, labels, where) if "binarize" in spec else None
+        splits = _splits(require(spec, "splits", dict, where), f"{where}.splits")
         return cls(
             name=name,
             source=source,
@@ -81,7 +93,9 @@ class TaskSpec:
             drop_labels=frozenset(drop),
             binarize=binarize,
             max_chars=positive(spec, "max_chars", int, where) if "max_chars" in spec else None,
-            splits=_splits(require(spec, "splits", dict, where), f"{where}.splits"),
+            splits=splits,
+            k_shot=_k_shot(spec.get("k_shot", [ALL]), splits["train"], f"{where}.k_shot"),
+            metrics=_metrics(spec.get("metrics", list(ALWAYS)), f"{where}.metrics"),
         )
 
     def to_examples(self, df: pd.DataFrame, where_file: str) -> pd.DataFrame:
@@ -209,3 +223,35 @@ def _template(template: str, has_text_b: bool, where: str) -> str:
 def _splits(mapping: dict[str, Any], where: str) -> dict[str, int]:
     check_keys(mapping, SPLITS, where)
     return {split: positive(mapping, split, int, where) for split in SPLITS}
+
+
+def _k_shot(values: Any, train_size: int, where: str) -> tuple[KShot, ...]:
+    """``k_shot``: distinct positive integers or "all"; an integer above ``splits.train`` can never be drawn.
+
+    The prepared split may still hold fewer rows than ``splits.train`` (too little data); the draw checks that
+    again against the real split (pipeline.fewshot).
+    """
+    if not isinstance(values, list) or not values:
+        raise PipelineError(f"params.yaml: {where} must be a non-empty list of positive integers or {ALL!r}")
+    for value in values:
+        if value == ALL:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PipelineError(f"params.yaml: {where}: {value!r} is neither a positive integer nor {ALL!r}")
+        if value > train_size:
+            raise PipelineError(
+                f"params.yaml: {where}: k = {value} is larger than the training split (splits.train = {train_size})"
+            )
+    if len(set(values)) != len(values):
+        raise PipelineError(f"params.yaml: {where} lists a value twice")
+    return tuple(values)
+
+
+def _metrics(values: Any, where: str) -> tuple[str, ...]:
+    """``metrics``: names from METRICS; accuracy and macro-F1 are always reported, listed or not."""
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise PipelineError(f"params.yaml: {where} must be a list of metric names ({', '.join(METRICS)})")
+    unknown = [value for value in values if value not in METRICS]
+    if unknown:
+        raise PipelineError(f"params.yaml: {where}: unknown metric {unknown[0]!r}; allowed: {', '.join(METRICS)}")
+    return ALWAYS + tuple(value for value in METRICS if value in values and value not in ALWAYS)

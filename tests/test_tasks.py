@@ -58,11 +58,28 @@ def test_from_params_reads_every_key():
         ({"splits": {"train": 10, "dev": 2, "test": 2.5}}, r"tasks\.rt\.splits\.test must be int"),
         ({"binarize": {"threshold": 0, "above": "x", "below": "rotten"}}, r"tasks\.rt\.binarize\.above/below"),
         ({"binarize": {"threshold": "0", "above": "fresh", "below": "rotten"}}, r"tasks\.rt\.binarize\.threshold"),
+        ({"k_shot": []}, r"tasks\.rt\.k_shot must be a non-empty list of positive integers or 'all'"),
+        ({"k_shot": 16}, r"tasks\.rt\.k_shot must be a non-empty list"),
+        ({"k_shot": [0]}, r"tasks\.rt\.k_shot: 0 is neither a positive integer nor 'all'"),
+        ({"k_shot": ["some"]}, r"tasks\.rt\.k_shot: 'some' is neither"),
+        ({"k_shot": [True]}, r"tasks\.rt\.k_shot: True is neither"),
+        ({"k_shot": [4, 4]}, r"tasks\.rt\.k_shot lists a value twice"),
+        ({"k_shot": [11]}, r"tasks\.rt\.k_shot: k = 11 is larger than the training split \(splits\.train = 10\)"),
+        ({"metrics": ["accuracy", "auc"]}, r"tasks\.rt\.metrics: unknown metric 'auc'; allowed: accuracy, macro_f1"),
+        ({"metrics": "mcc"}, r"tasks\.rt\.metrics must be a list of metric names"),
     ],
 )
 def test_bad_keys_name_the_key_path(overrides, message):
     with pytest.raises(PipelineError, match=message):
         make(**overrides)
+
+
+def test_k_shot_and_metrics_defaults_and_values():
+    plain = make()
+    assert plain.k_shot == ("all",) and plain.metrics == ("accuracy", "macro_f1")
+    spec = make(k_shot=[4, "all", 10], metrics=["mcc"])
+    assert spec.k_shot == (4, "all", 10)
+    assert spec.metrics == ("accuracy", "macro_f1", "mcc")  # accuracy and macro-F1 are always there
 
 
 def test_spec_must_be_a_mapping():

@@ -88,6 +88,18 @@ PARAMS_CASES = [
     ("template without text", lambda p: set_key(p, "tasks.tgt.template", "Sentiment:"), r"tasks\.tgt\.template"),
     ("one label only", lambda p: set_key(p, "tasks.tgt.label_words", {"good": " positive"}), r"tasks\.tgt\.label_words"),
     ("zero checkpoint interval", lambda p: set_key(p, "checkpoint_every", 0), r"params\.checkpoint_every must be > 0"),
+    ("no seeds", lambda p: set_key(p, "seeds", []), r"seeds must be a non-empty list of integers >= 0"),
+    ("seeds not a list", lambda p: set_key(p, "seeds", 3), r"seeds must be a non-empty list"),
+    ("negative seed", lambda p: set_key(p, "seeds", [0, -1]), r"seeds must be a non-empty list of integers >= 0"),
+    ("seed listed twice", lambda p: set_key(p, "seeds", [1, 1]), r"seeds lists a seed twice"),
+    ("missing seeds", lambda p: drop_key(p, "seeds"), r"missing key seeds"),
+    ("k_shot on a source task", lambda p: set_key(p, "tasks.src_a.k_shot", [4]), r"tasks\.src_a\.k_shot: 'src_a' is a"),
+    ("k_shot above the split", lambda p: set_key(p, "tasks.tgt.k_shot", [21]), r"tasks\.tgt\.k_shot: k = 21 is larger"),
+    ("unknown metric", lambda p: set_key(p, "tasks.tgt.metrics", ["f2"]), r"tasks\.tgt\.metrics: unknown metric 'f2'"),
+    ("decomposition not a bool", lambda p: set_key(p, "distill.decomposition", "no"), r"distill\.decomposition must"),
+    ("typo under distill", lambda p: set_key(p, "distill.decompositon", False), r"unknown key distill\.decompositon"),
+    ("freeze_shared not a bool", lambda p: set_key(p, "adapt.freeze_shared", 1), r"adapt\.freeze_shared must be bool"),
+    ("missing freeze_shared", lambda p: drop_key(p, "adapt.freeze_shared"), r"missing key adapt\.freeze_shared"),
 ]
 
 

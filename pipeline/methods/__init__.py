@@ -32,6 +32,7 @@ class MethodContext:
     steps: StepSettings
     seed: int
     distill_file: Path = DISTILL_FILE
+    freeze_shared: bool = True  # adapt.freeze_shared: mpt keeps P frozen (the paper) or trains it too
 
 
 Built = tuple[nn.Module, list[dict]]
@@ -45,7 +46,10 @@ def build_prompt_tuning(ctx: MethodContext) -> Built:
 
 
 def build_mpt(ctx: MethodContext) -> Built:
-    """``mpt``: P from distillation, frozen; only L = U V trained, initialised as the mean source factors."""
+    """``mpt``: P from distillation, frozen; only L = U V trained, initialised as the mean source factors.
+
+    With ``freeze_shared`` off (an ablation), P is trained too, at the full-prompt learning rate ``lr``.
+    """
     tensors, meta = load_tensors(
         ctx.distill_file, "distill", expect={"backbone": ctx.backbone.info.fingerprint}
     )
@@ -55,8 +59,12 @@ def build_mpt(ctx: MethodContext) -> Built:
             f"params.yaml: model.prompt_length is {ctx.model.prompt_length} but {ctx.distill_file} holds a P of "
             f"length {shared.shape[0]}; rerun `dvc repro distill`"
         )
-    module = TargetPrompt(shared, tensors["u"].mean(dim=0), tensors["v"].mean(dim=0), train_shared=False)
-    return module, [{"params": [module.u, module.v], "lr": ctx.steps.factor_lr}]
+    train_shared = not ctx.freeze_shared
+    module = TargetPrompt(shared, tensors["u"].mean(dim=0), tensors["v"].mean(dim=0), train_shared=train_shared)
+    groups = [{"params": [module.u, module.v], "lr": ctx.steps.factor_lr}]
+    if train_shared:
+        groups.append({"params": [module.shared], "lr": ctx.steps.lr})
+    return module, groups
 
 
 TARGET_METHODS: dict[str, Callable[[MethodContext], Built]] = {

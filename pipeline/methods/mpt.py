@@ -24,15 +24,35 @@ def low_rank_ones(count: int | None, length: int, dim: int, rank: int, generator
 
 
 class MultitaskPrompt(nn.Module):
-    """The distillation student: shared P (l, d) and per-task factors U (K, l, r), V (K, r, d)."""
+    """The distillation student: shared P (l, d) and per-task factors U (K, l, r), V (K, r, d).
 
-    def __init__(self, shared: torch.Tensor, tasks: int, rank: int, generator: torch.Generator) -> None:
+    ``decomposition=False`` is the ablation without task factors: U and V are fixed buffers whose product is
+    exactly all ones, so every source task's prompt is P itself and only P is trained. They are still saved, so a
+    target ``mpt`` run starts from L = ones (its prompt = P) and trains L as usual.
+    """
+
+    def __init__(
+        self, shared: torch.Tensor, tasks: int, rank: int, generator: torch.Generator, decomposition: bool = True
+    ) -> None:
         super().__init__()
         length, dim = shared.shape
         self.shared = nn.Parameter(shared.detach().clone())
-        u, v = low_rank_ones(tasks, length, dim, rank, generator)
-        self.u = nn.Parameter(u)
-        self.v = nn.Parameter(v)
+        if decomposition:
+            u, v = low_rank_ones(tasks, length, dim, rank, generator)
+            self.u = nn.Parameter(u)
+            self.v = nn.Parameter(v)
+        else:
+            # Buffers, not frozen Parameters: no gradient, no optimizer state, but saved with the module. The
+            # first rank component is ones, the others zero, so U V is exactly ones (r^-0.5 · r^-0.5 · r is not).
+            v = torch.zeros((tasks, rank, dim))
+            v[:, 0] = 1.0
+            self.register_buffer("u", torch.ones((tasks, length, rank)))
+            self.register_buffer("v", v)
+
+    @property
+    def factors(self) -> list[nn.Parameter]:
+        """The trainable task factors (none without decomposition)."""
+        return [f for f in (self.u, self.v) if isinstance(f, nn.Parameter)]
 
     def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
         """Per-example prompts (B, l, d) for source task ids (B,)."""

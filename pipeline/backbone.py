@@ -13,7 +13,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DynamicCache,
+    PreTrainedTokenizerBase,
+)
 
 from pipeline.errors import PipelineError
 from pipeline.schema import BACKBONE_KINDS as KINDS
@@ -51,6 +57,23 @@ class LabelWords:
 
 
 @dataclass
+class Prompt:
+    """What a method adds to the frozen model's input, beyond a plain (l, d) tensor prepended to it.
+
+    ``embeds``: (l, d) or (B, l, d) virtual token embeddings; l may be 0.
+    ``positions``: optional (B, l) input-token indices, non-decreasing along l and at most each row's length:
+    virtual token j goes right before input token ``positions[b, j]`` (a row's length: after its last real
+    token). None prepends them all, as prompt tuning does.
+    ``prefix``: optional key/value prefix of every decoder layer, (layers, 2, B, heads, p, head_dim) with keys
+    at [:, 0] and values at [:, 1] (prefix tuning; causal LMs only).
+    """
+
+    embeds: torch.Tensor
+    positions: torch.Tensor | None = None
+    prefix: torch.Tensor | None = None
+
+
+@dataclass
 class Scores:
     """Label scores for a batch: ``logits`` (B, C) and the ``hidden`` state used for distillation (B, d)."""
 
@@ -61,9 +84,11 @@ class Scores:
 class Backbone(nn.Module):
     """A frozen LM that scores label words after a soft prompt.
 
-    The prompt is a tensor of shape (l, d), shared by the batch, or (B, l, d), one per example.
-    Causal LMs see ``[prompt; input]`` and predict at the last input token; encoder-decoder LMs
-    get the prompt on the encoder input only and score labels with the decoder.
+    The prompt is a tensor of shape (l, d), shared by the batch, or (B, l, d), one per example, or a
+    :class:`Prompt` that also places the virtual tokens inside the input or carries a key/value prefix.
+    Causal LMs see ``[prompt; input]`` and predict at the last input token (or at the last virtual token
+    placed after it); encoder-decoder LMs get the prompt on the encoder input only and score labels with
+    the decoder.
     """
 
     def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, info: BackboneInfo) -> None:
@@ -101,28 +126,39 @@ class Backbone(nn.Module):
             raise PipelineError(f"{where}: two label words encode to the same tokens")
         return LabelWords(token_ids)
 
-    def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-        """Right-padded ids; over-long inputs lose their start, so the template's answer cue survives."""
+    def tokenize(self, texts: list[str], max_length: int, with_offsets: bool = False) -> dict[str, torch.Tensor]:
+        """Right-padded ids; over-long inputs lose their start, so the template's answer cue survives.
+
+        ``with_offsets`` adds ``offset_mapping`` (B, T, 2), each token's characters, and ``special_tokens_mask``
+        (B, T): what placing ``[P]`` markers needs (a fast tokenizer's feature).
+        """
         tok = self.tokenizer
         tok.padding_side, tok.truncation_side = "right", "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        encoded = tok(texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        if with_offsets and not tok.is_fast:
+            raise PipelineError(f"backbone {self.info.name}: placing [P] markers needs a fast tokenizer")
+        extra = {"return_offsets_mapping": True, "return_special_tokens_mask": True} if with_offsets else {}
+        encoded = tok(texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt", **extra)
+        keys = ("input_ids", "attention_mask") + (("offset_mapping", "special_tokens_mask") if with_offsets else ())
+        return {key: encoded[key] for key in keys}
+
+    def sample_vocab_ids(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random vocabulary ids (count,), on the CPU."""
+        return torch.randint(0, self.input_embeddings.weight.shape[0], (count,), generator=generator)
 
     def sample_vocab_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """Rows of the input embedding for ``count`` random vocabulary ids (the usual soft-prompt init)."""
         weight = self.input_embeddings.weight
-        ids = torch.randint(0, weight.shape[0], (count,), generator=generator)
-        return weight.detach()[ids.to(weight.device)].clone()
+        return weight.detach()[self.sample_vocab_ids(count, generator).to(weight.device)].clone()
 
     def forward(
-        self, prompt: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelWords
+        self, prompt: torch.Tensor | Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelWords
     ) -> Scores:
         """Score every label word for each input after ``prompt``.
 
         Args:
-            prompt: (l, d) or (B, l, d) soft prompt.
+            prompt: (l, d) or (B, l, d) soft prompt, or a :class:`Prompt`.
             input_ids, attention_mask: (B, T) right-padded token ids.
             labels: the task's label words.
         """
@@ -133,9 +169,9 @@ class Backbone(nn.Module):
         return Scores(logits=self.label_logits(hidden, labels), hidden=hidden)
 
     def prediction_hidden(
-        self, prompt: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, prompt: torch.Tensor | Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
-        """The hidden state (B, d) that predicts the (first) label token, after a (l, d) or (B, l, d) prompt."""
+        """The hidden state (B, d) that predicts the (first) label token, after a prompt as in :meth:`forward`."""
         return self._prediction_hidden(self._batched(prompt, input_ids.shape[0]), input_ids, attention_mask, None)
 
     def label_logits(self, hidden: torch.Tensor, labels: LabelWords) -> torch.Tensor:
@@ -144,17 +180,33 @@ class Backbone(nn.Module):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _batched(self, prompt: torch.Tensor, batch: int) -> torch.Tensor:
-        if prompt.dim() == 2:
-            prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
-        return prompt.to(self.input_embeddings.weight.dtype)
+    def _batched(self, prompt: torch.Tensor | Prompt, batch: int) -> Prompt:
+        """The prompt as a :class:`Prompt` with (B, l, d) embeddings in the backbone's dtype."""
+        prompt = prompt if isinstance(prompt, Prompt) else Prompt(prompt)
+        embeds = prompt.embeds
+        if embeds.dim() == 2:
+            embeds = embeds.unsqueeze(0).expand(batch, -1, -1)
+        dtype = self.input_embeddings.weight.dtype
+        prefix = None if prompt.prefix is None else prompt.prefix.to(dtype)
+        if prefix is not None and self.info.kind != "causal":
+            raise PipelineError(f"a key/value prefix is not supported for this backbone ({self.info.kind})")
+        return Prompt(embeds.to(dtype), prompt.positions, prefix)
+
+    def _joined(self, prompt: Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Input embeddings with the virtual tokens in place (B, l + T, d) and their attention mask (B, l + T)."""
+        embeds = self.input_embeddings(input_ids)
+        ones = attention_mask.new_ones(prompt.embeds.shape[:2])
+        if prompt.positions is None:
+            return torch.cat([prompt.embeds, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
+        positions = prompt.positions.to(input_ids.device)
+        return _insert(prompt.embeds, embeds, positions), _insert(ones, attention_mask, positions)
 
     def _output_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings().weight[token_ids.to(self.device)]
 
     def _prediction_hidden(
         self,
-        prompt: torch.Tensor,
+        prompt: Prompt,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         continuation: torch.Tensor | None,
@@ -164,24 +216,30 @@ class Backbone(nn.Module):
             return self._causal_hidden(prompt, input_ids, attention_mask, continuation)
         return self._seq2seq_hidden(prompt, input_ids, attention_mask, continuation)
 
-    def _causal_hidden(self, prompt, input_ids, attention_mask, continuation):
-        batch, length = prompt.shape[0], prompt.shape[1]
+    def _causal_hidden(self, prompt: Prompt, input_ids, attention_mask, continuation):
+        batch, length = prompt.embeds.shape[0], prompt.embeds.shape[1]
         lengths = attention_mask.sum(dim=1)
         if continuation is not None:
             # Insert the label's first m-1 tokens right after each input's last real token.
             input_ids, attention_mask = _append_after_real_tokens(input_ids, attention_mask, continuation)
-        embeds = torch.cat([prompt, self.input_embeddings(input_ids)], dim=1)
-        mask = torch.cat([attention_mask.new_ones(batch, length), attention_mask], dim=1)
-        states = self.model.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        embeds, mask = self._joined(prompt, input_ids, attention_mask)
+        extra = {}
+        if prompt.prefix is not None:
+            # A fresh cache per pass: the model appends this pass's keys to it, and multi-token scoring runs
+            # several passes with the same prefix. The mask covers [prefix; prompt; input].
+            extra["cache"] = DynamicCache([(layer[0], layer[1]) for layer in prompt.prefix])
+            mask = torch.cat([mask.new_ones(batch, prompt.prefix.shape[4]), mask], dim=1)
+        states = self.model.get_decoder()(inputs_embeds=embeds, attention_mask=mask, **extra).last_hidden_state
         steps = 1 if continuation is None else continuation.shape[1] + 1
+        # Virtual tokens sit before or right after the real tokens (positions <= length), never among the padding,
+        # so the real region is the first l + n positions and its last one predicts the label.
         positions = length + lengths.unsqueeze(1) - 1 + torch.arange(steps, device=lengths.device)
         picked = states[torch.arange(batch, device=states.device).unsqueeze(1), positions]
         return picked[:, 0] if continuation is None else picked
 
-    def _seq2seq_hidden(self, prompt, input_ids, attention_mask, continuation):
-        batch, length = prompt.shape[0], prompt.shape[1]
-        embeds = torch.cat([prompt, self.input_embeddings(input_ids)], dim=1)
-        mask = torch.cat([attention_mask.new_ones(batch, length), attention_mask], dim=1)
+    def _seq2seq_hidden(self, prompt: Prompt, input_ids, attention_mask, continuation):
+        batch = prompt.embeds.shape[0]
+        embeds, mask = self._joined(prompt, input_ids, attention_mask)
         encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         start = torch.full((batch, 1), self.model.config.decoder_start_token_id, device=input_ids.device)
         decoder_ids = start if continuation is None else torch.cat([start, continuation], dim=1)
@@ -192,7 +250,7 @@ class Backbone(nn.Module):
             states = states * (self.model.config.d_model**-0.5)  # as T5 does before its tied lm_head
         return states[:, 0] if continuation is None else states
 
-    def _score_multi_token(self, prompt, input_ids, attention_mask, labels: LabelWords) -> Scores:
+    def _score_multi_token(self, prompt: Prompt, input_ids, attention_mask, labels: LabelWords) -> Scores:
         """Summed log-probability of each label's tokens, normalised over all label-word tokens."""
         classes = len(labels.token_ids)
         longest = max(len(ids) for ids in labels.token_ids)
@@ -211,6 +269,22 @@ class Backbone(nn.Module):
             logits.append(log_probs[:, torch.arange(len(ids)), targets].sum(dim=1))
         assert len(logits) == classes
         return Scores(logits=torch.stack(logits, dim=1), hidden=hidden)
+
+
+def _insert(virtual: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Merge ``virtual`` (B, l, ...) into ``tokens`` (B, T, ...): virtual j lands right before token positions[b, j].
+
+    With non-decreasing positions, virtual token j has ``positions[j]`` tokens and j virtual tokens before it,
+    and token t has t tokens and the virtual tokens at positions <= t before it: a permutation of l + T slots.
+    """
+    count, steps = virtual.shape[1], tokens.shape[1]
+    columns = torch.arange(steps, device=tokens.device)
+    token_slots = columns + (positions.unsqueeze(2) <= columns).sum(dim=1)  # (B, T)
+    virtual_slots = positions + torch.arange(count, device=tokens.device)  # (B, l)
+    slots = torch.cat([virtual_slots, token_slots], dim=1)
+    values = torch.cat([virtual.to(tokens.dtype), tokens], dim=1)
+    slots = slots.view(*slots.shape, *[1] * (values.dim() - 2)).expand_as(values)
+    return torch.zeros_like(values).scatter(1, slots, values)
 
 
 def _append_after_real_tokens(

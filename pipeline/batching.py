@@ -10,19 +10,25 @@ import torch
 
 from pipeline.backbone import Backbone, LabelWords
 from pipeline.data import TaskInfo, load_prepared
+from pipeline.markers import MARKER, encode_marked
 
 SPLITS = ("train", "dev", "test")
 
 
 @dataclass
 class Batch:
-    """A padded batch: ids/mask (B, T), labels (B,), rows (B,) = example indices in their split."""
+    """A padded batch: ids/mask (B, T), labels (B,), rows (B,) = example indices in their split.
+
+    ``marker_positions`` (B, m): the token index where each of the template's m ``[P]`` markers stood, for a task
+    whose template has markers (see pipeline.markers); None otherwise.
+    """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
     rows: torch.Tensor
     task_ids: torch.Tensor | None = None
+    marker_positions: torch.Tensor | None = None
 
     def shard(self, index: int, count: int) -> Batch:
         """Rows ``index::count`` of the batch: one process's slice under data parallelism."""
@@ -35,9 +41,14 @@ class Batch:
 
 
 def collate(
-    token_ids: list[list[int]], labels: list[int], rows: list[int], pad_id: int, task_ids: list[int] | None = None
+    token_ids: list[list[int]],
+    labels: list[int],
+    rows: list[int],
+    pad_id: int,
+    task_ids: list[int] | None = None,
+    markers: list[list[int]] | None = None,
 ) -> Batch:
-    """Right-pad token lists to the longest one in this batch (dynamic padding)."""
+    """Right-pad token lists to the longest one in this batch (dynamic padding); ``markers`` as in :class:`Batch`."""
     longest = max(len(tokens) for tokens in token_ids)
     ids = torch.full((len(token_ids), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(token_ids), longest), dtype=torch.long)
@@ -45,23 +56,30 @@ def collate(
         ids[i, : len(tokens)] = torch.tensor(tokens)
         mask[i, : len(tokens)] = 1
     tasks = None if task_ids is None else torch.tensor(task_ids)
-    return Batch(ids, mask, torch.tensor(labels), torch.tensor(rows), tasks)
+    positions = None if markers is None else torch.tensor(markers, dtype=torch.long).view(len(token_ids), -1)
+    return Batch(ids, mask, torch.tensor(labels), torch.tensor(rows), tasks, positions)
 
 
 @dataclass
 class EncodedSplit:
-    """One split tokenised once; batches are padded only to their own longest row."""
+    """One split tokenised once; batches are padded only to their own longest row.
+
+    ``markers``: per row, the token positions of the template's ``[P]`` markers (None: the template has none).
+    """
 
     token_ids: list[list[int]]
     labels: list[int]
     pad_id: int
+    markers: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, rows: list[int], task_id: int | None = None) -> Batch:
         task_ids = None if task_id is None else [task_id] * len(rows)
-        return collate([self.token_ids[r] for r in rows], [self.labels[r] for r in rows], rows, self.pad_id, task_ids)
+        markers = None if self.markers is None else [self.markers[r] for r in rows]
+        picked = [self.token_ids[r] for r in rows]
+        return collate(picked, [self.labels[r] for r in rows], rows, self.pad_id, task_ids, markers)
 
     def length_sorted_batches(self, batch_size: int) -> list[list[int]]:
         """Rows grouped by length, so evaluation pads little (order does not change metrics)."""
@@ -83,13 +101,23 @@ class TaskData:
 
 
 def load_task(backbone: Backbone, task_dir: Path, max_length: int) -> TaskData:
-    """Load ``data/prepared/<task>`` and tokenise every split with the backbone's tokenizer."""
+    """Load ``data/prepared/<task>`` and tokenise every split with the backbone's tokenizer.
+
+    A template with ``[P]`` markers has them removed from the text and their token positions kept per row.
+    """
     dataset, info = load_prepared(task_dir)
     labels = backbone.label_words(info.label_words, where=f"params.yaml: tasks.{info.name}.label_words")
+    markers = info.template.count(MARKER)
     splits = {}
     for split in SPLITS:
-        token_ids = encode_texts(backbone, list(dataset[split]["input"]), max_length)
-        splits[split] = EncodedSplit(token_ids, list(dataset[split]["label"]), backbone.tokenizer.pad_token_id)
+        texts, positions = list(dataset[split]["input"]), None
+        if markers:
+            where = f"{task_dir} ({split})"
+            token_ids, positions = encode_marked(backbone, texts, max_length, markers, where)
+        else:
+            token_ids = encode_texts(backbone, texts, max_length)
+        pad = backbone.tokenizer.pad_token_id
+        splits[split] = EncodedSplit(token_ids, list(dataset[split]["label"]), pad, positions)
     return TaskData(info=info, labels=labels, splits=splits)
 
 

@@ -17,6 +17,7 @@ from pipeline.backbone import Backbone, load_backbone
 from pipeline.batching import Batch, EncodedSplit, encode_texts
 from pipeline.errors import PipelineError
 from pipeline.evaluate import predict
+from pipeline.markers import strip_markers
 from pipeline.prompt_artifact import PromptArtifact, load_prompt_artifact
 from pipeline.params import PARAMS_FILE
 from pipeline.schema import read_params
@@ -66,8 +67,9 @@ def predict_texts(
     task = artifact.task
     if "{text_b}" in task.template:
         raise PipelineError(f"task {task.name}: its template takes a text pair ({{text_b}}); predict takes one text")
-    # As the data stage does: whitespace runs folded, ends stripped, then the template filled.
-    filled = [task.template.format(text=" ".join(text.split())) for text in texts]
+    # As the data stage does: whitespace runs folded, ends stripped, then the template filled; then, as training
+    # read it, without the template's [P] markers (pipeline.markers).
+    filled = [strip_markers(task.template.format(text=" ".join(text.split())))[0] for text in texts]
     labels = backbone.label_words(task.label_words, where=f"{artifact.path}: label words")
     # EncodedSplit wants labels; these placeholders are never read.
     split = EncodedSplit(encode_texts(backbone, filled, max_length), [0] * len(texts), backbone.tokenizer.pad_token_id)

@@ -27,7 +27,7 @@ BACKBONE_SOURCE_KEYS = {
 }
 BACKBONE_FORMATS = {"package": ("gguf",), "local": ("hf", "gguf")}
 # Names of the target methods (the builders live in pipeline.methods, which needs torch).
-METHODS = ("pt", "mpt")
+METHODS = ("pt", "mpt", "mpt_full", "spot", "attempt", "prefix", "ptuning", "cpt")
 MIN_SOURCE_TASKS = 2  # stochastic task sampling draws K from [2, κ]
 
 
@@ -73,7 +73,9 @@ def validate(params: dict[str, Any]) -> None:
     """Check the whole of params.yaml; raise a one-line PipelineError at the first problem."""
     # Imported here: settings/tasks import params helpers, and keeping this module's import list short
     # keeps the dependency direction obvious (schema uses them, not the reverse).
-    from pipeline.settings import DistillSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of
+    from pipeline.settings import (
+        DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
+    )
     from pipeline.tasks import TaskSpec
 
     check_keys(params, TOP_LEVEL_KEYS, "params")
@@ -89,6 +91,7 @@ def validate(params: dict[str, Any]) -> None:
     check_keys(section(params, "distill"), DISTILL_KEYS, "distill")  # a typo would silently skip an ablation
     DistillSettings.from_params(params, model.prompt_length, hidden_size=None)
     _check_methods(section(params, "adapt"))
+    MethodSettings.from_params(params)
     freeze_shared(params)
     tasks = section(params, "tasks")
     if not isinstance(tasks, dict) or not tasks:

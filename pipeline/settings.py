@@ -114,3 +114,37 @@ def task_names(params: dict[str, Any], key: str) -> list[str]:
         if name not in tasks:
             raise PipelineError(f"params.yaml: {key} names {name!r}, which is not defined under tasks")
     return names
+
+
+PTUNING_ENCODERS = ("mlp", "lstm")
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Knobs of single target methods (params ``adapt``); a key left out takes the default given here."""
+
+    encoder_lr: float = 0.001  # weights of small networks: ptuning's prompt encoder, attempt's attention projection
+    ptuning_encoder: str = "mlp"  # ptuning's prompt encoder: mlp | lstm (PEFT's PromptEncoder)
+    cpt_examples: int = 4  # cpt: training examples written out as the context (class-balanced, seeded)
+    cpt_epsilon: float = 0.1  # cpt: L2 radius of each context token's change, times sqrt(d / 2048) as PEFT scales it
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> MethodSettings:
+        node, defaults = section(params, "adapt"), cls()
+        encoder = defaults.ptuning_encoder
+        if "ptuning_encoder" in node:
+            encoder = require(node, "ptuning_encoder", str, "adapt")
+        if encoder not in PTUNING_ENCODERS:
+            raise PipelineError(
+                f"params.yaml: adapt.ptuning_encoder must be one of {', '.join(PTUNING_ENCODERS)}, got {encoder!r}"
+            )
+
+        def number(key: str, kind: type | tuple[type, ...]) -> Any:
+            return positive(node, key, kind, "adapt") if key in node else getattr(defaults, key)
+
+        return cls(
+            encoder_lr=float(number("encoder_lr", NUMBER)),
+            ptuning_encoder=encoder,
+            cpt_examples=number("cpt_examples", int),
+            cpt_epsilon=float(number("cpt_epsilon", NUMBER)),
+        )

@@ -42,7 +42,10 @@ def fit_and_evaluate(
     config: TrainConfig,
     description: str,
 ) -> SingleTaskRun:
-    """Train ``module`` (its forward gives the prompt) on ``task``'s train split, then score dev and test."""
+    """Train ``module`` on ``task``'s train split, then score dev and test.
+
+    ``module(batch)`` gives what the backbone reads for that batch: a (l, d) or (B, l, d) prompt or a ``Prompt``.
+    """
     device = backbone.device
     train_split = task.splits["train"]
     lengths = [len(tokens) for tokens in train_split.token_ids]
@@ -50,7 +53,7 @@ def fit_and_evaluate(
     batches = (train_split.batch(next(rows)).to(device) for _ in iter(int, 1))
 
     def compute_loss(prompt_module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        scores = backbone(prompt_module(batch.task_ids), batch.input_ids, batch.attention_mask, task.labels)
+        scores = backbone(prompt_module(batch), batch.input_ids, batch.attention_mask, task.labels)
         return {"loss": task_loss(scores.logits, batch.labels)}
 
     params = trainable_parameter_count(module)
@@ -68,7 +71,7 @@ def _evaluated(
     backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings, result: TrainResult, params: int
 ) -> SingleTaskRun:
     module.eval()
-    metrics = evaluate_prompt(backbone, lambda b: module(b.task_ids), task, ("dev", "test"), model.eval_batch_size)
+    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size)
     return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)
 
 

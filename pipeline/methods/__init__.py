@@ -1,24 +1,27 @@
-"""Target-adaptation methods: each builds a prompt module and its optimizer groups.
+"""Target-adaptation methods: each builds a prompt module, its optimizer groups and extras for the metrics.
 
 A method is one builder function in ``TARGET_METHODS``; a new method is one new module plus one entry.
+Every prompt module maps a batch to what ``Backbone`` reads: a (l, d) or (B, l, d) prompt or a ``Prompt``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from pipeline.artifacts import load_tensors
 from pipeline.backbone import Backbone
 from pipeline.errors import PipelineError
+from pipeline.batching import TaskData
+from pipeline.methods import attempt, cpt, prefix, ptuning, spot
+from pipeline.methods.common import SOURCES_DIR, Built, vocab_init
 from pipeline.methods.mpt import TargetPrompt
 from pipeline.methods.prompt_tuning import SoftPrompt
 from pipeline.schema import METHODS
-from pipeline.settings import ModelSettings, StepSettings
+from pipeline.settings import MethodSettings, ModelSettings, StepSettings
 
 DISTILL_FILE = Path("results/distill/shared.safetensors")
 
@@ -32,16 +35,18 @@ class MethodContext:
     steps: StepSettings
     seed: int
     distill_file: Path = DISTILL_FILE
+    # Needed by some methods only: the target (spot scores sources on its dev split, cpt draws its context, ptuning
+    # reads its template), the source tasks in params order (spot, attempt) and the per-method knobs.
+    task: TaskData | None = None
+    sources: tuple[str, ...] = ()
+    sources_dir: Path = SOURCES_DIR
+    options: MethodSettings = field(default_factory=MethodSettings)
     freeze_shared: bool = True  # adapt.freeze_shared: mpt keeps P frozen (the paper) or trains it too
-
-
-Built = tuple[nn.Module, list[dict]]
 
 
 def build_prompt_tuning(ctx: MethodContext) -> Built:
     """``pt``: a fresh prompt from sampled vocabulary embeddings, the baseline."""
-    generator = torch.Generator().manual_seed(ctx.seed)
-    module = SoftPrompt(ctx.backbone.sample_vocab_embeddings(ctx.model.prompt_length, generator))
+    module = SoftPrompt(vocab_init(ctx))
     return module, [{"params": [module.weight], "lr": ctx.steps.lr}]
 
 
@@ -67,17 +72,44 @@ def build_mpt(ctx: MethodContext) -> Built:
     return module, groups
 
 
-TARGET_METHODS: dict[str, Callable[[MethodContext], Built]] = {
+def build_mpt_full(ctx: MethodContext) -> Built:
+    """``mpt_full``, the paper's target adaptation: P and L = U V both trained from distill's P and mean factors.
+
+    P is a full prompt (learning rate ``lr``), U and V factors (``factor_lr``): l·d + l·r + r·d parameters.
+    """
+    loaded, _ = build_mpt(ctx)  # P and the mean source factors, checked against the backbone and prompt length
+    module = TargetPrompt(loaded.shared, loaded.u, loaded.v, train_shared=True)
+    groups = [
+        {"params": [module.shared], "lr": ctx.steps.lr},
+        {"params": [module.u, module.v], "lr": ctx.steps.factor_lr},
+    ]
+    return Built(module, groups)
+
+
+TARGET_METHODS: dict[str, Callable[[MethodContext], Built | tuple[nn.Module, list[dict]]]] = {
     "pt": build_prompt_tuning,
     "mpt": build_mpt,
+    "mpt_full": build_mpt_full,
+    "spot": spot.build,
+    "attempt": attempt.build,
+    "prefix": prefix.build,
+    "ptuning": ptuning.build,
+    "cpt": cpt.build,
 }
 
 
 assert tuple(TARGET_METHODS) == METHODS, "pipeline.schema.METHODS must list the registered methods"
 
 
-def build_method(name: str, ctx: MethodContext) -> Built:
+def build(name: str, ctx: MethodContext) -> Built:
+    """Build method ``name``: its module on the backbone's device, its optimizer groups and its metrics extras."""
     if name not in TARGET_METHODS:
         raise PipelineError(f"params.yaml: adapt.methods: unknown method {name!r} (known: {', '.join(TARGET_METHODS)})")
-    module, groups = TARGET_METHODS[name](ctx)
-    return module.to(ctx.backbone.device), groups
+    module, groups, extras = Built(*TARGET_METHODS[name](ctx))
+    return Built(module.to(ctx.backbone.device), groups, extras)
+
+
+def build_method(name: str, ctx: MethodContext) -> tuple[nn.Module, list[dict]]:
+    """:func:`build` without the extras, for callers that need none (source teachers, tests)."""
+    module, groups, _ = build(name, ctx)
+    return module, groups

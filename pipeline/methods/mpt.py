@@ -75,8 +75,8 @@ class TargetPrompt(nn.Module):
         self.u = nn.Parameter(u.detach().clone())
         self.v = nn.Parameter(v.detach().clone())
 
-    def forward(self, task_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The (l, d) target prompt."""
+    def forward(self, batch: object = None) -> torch.Tensor:
+        """The (l, d) target prompt, the same for every example; the batch is accepted for a uniform interface."""
         return self.shared * (self.u @ self.v)
 
     def export(self) -> dict[str, torch.Tensor]:

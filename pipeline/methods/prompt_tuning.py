@@ -13,8 +13,8 @@ class SoftPrompt(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(init.detach().clone())
 
-    def forward(self, task_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Return the (l, d) prompt; ``task_ids`` is accepted for a uniform interface and ignored."""
+    def forward(self, batch: object = None) -> torch.Tensor:
+        """Return the (l, d) prompt, the same for every example; the batch is accepted for a uniform interface."""
         return self.weight
 
     def export(self) -> dict[str, torch.Tensor]:

@@ -95,6 +95,11 @@ def load_prompt_artifact(run_dir: Path, backbone_dir: Path, prepared_dir: Path =
             f"{backbone.fingerprint!r}; use the backbone it was trained on (--backbone DIR)"
         )
     prompt = tensors.get("prompt")
+    if prompt is None and stage == "adapt":  # attempt (per-example prompts), prefix, ptuning at [P] markers
+        raise PipelineError(
+            f"{path}: method {meta.get('method')!r} leaves no single (l, d) prompt to prepend (it holds "
+            f"{', '.join(sorted(tensors))}); only prompt-tuning-shaped runs can be exported or used to predict"
+        )
     if prompt is None or prompt.dim() != 2 or prompt.shape[1] != backbone.hidden_size:
         shape = None if prompt is None else tuple(prompt.shape)
         raise PipelineError(f"{path}: expected a tensor 'prompt' of shape (l, {backbone.hidden_size}), got {shape}")

@@ -15,6 +15,7 @@ from pipeline.backbone import Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
 from pipeline.data import PREPARED_DIR
 from pipeline.settings import ModelSettings
+from pipeline.tracking import log_run
 from pipeline.train import TrainResult
 
 BACKBONE_DIR = Path("models/backbone")
@@ -61,9 +62,12 @@ def write_run(
     meta: dict[str, Any],
     metrics: dict[str, Any],
     result: TrainResult,
+    stage: str,
+    params: dict[str, Any],
 ) -> None:
-    """Write ``<name>.safetensors`` per tensor group, ``metrics.json``, ``history.json`` (the loss curve) and
-    ``timing.json``. Wall time lives apart so that every other file repeats byte for byte on CPU.
+    """Write ``<name>.safetensors`` per tensor group, ``metrics.json`` and ``timing.json`` into ``out_dir``, and
+    log ``params`` (the sections stage instance ``stage`` reads), the metrics and the learning curves to
+    ``dvclive/<stage>/``. Wall time lives apart in timing.json so that every other file repeats byte for byte.
     """
     if not PartialState().is_main_process:
         return  # under `accelerate launch`, one process writes
@@ -71,4 +75,4 @@ def write_run(
         save_tensors(out_dir / f"{name}.safetensors", group, meta)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
-    write_json(out_dir / "history.json", [{k: round(v, 6) for k, v in h.items()} for h in result.history])
+    log_run(stage, params, metrics, result.history)

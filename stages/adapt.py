@@ -8,10 +8,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.methods import MethodContext, build_method  # noqa: E402
+from pipeline.methods import MethodContext, build  # noqa: E402
   # noqa: E402
 from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
 from pipeline.settings import ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
+from pipeline.settings import MethodSettings  # noqa: E402
 from pipeline.single_task import fit_and_evaluate  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
@@ -27,7 +28,10 @@ def main(argv: list[str]) -> str:
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt"), seed_of(params)
     backbone = open_backbone()
     task = open_task(backbone, target, model)
-    module, groups = build_method(method, MethodContext(backbone, model, steps, seed))
+    # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
+    sources, options = tuple(task_names(params, "source_tasks")), MethodSettings.from_params(params)
+    built = build(method, MethodContext(backbone, model, steps, seed, task=task, sources=sources, options=options))
+    module, groups = built.module, built.groups
     stage = f"adapt@{target}-{method}"
     resume = checkpointer(
         stage, params, ("seed", "model", "adapt"), backbone, data=task.info.source_sha256, init=_init_identity(module)
@@ -38,7 +42,7 @@ def main(argv: list[str]) -> str:
     run = fit_and_evaluate(backbone, module, task, model, config, stage)
     meta = artifact_meta(backbone, model, method=method, **task_meta(task))
     out = RESULTS_DIR / "adapt" / f"{target}-{method}"
-    summary = {"target": target, "method": method, **run.summary()}
+    summary = {"target": target, "method": method, **run.summary(), **built.extras}  # extras: e.g. spot's choice
     summary["majority_rate"] = run.metrics["test"]["majority_rate"]
     write_run(out, {"params": module.export()}, meta, summary, run.result)
     resume.clear()

@@ -18,7 +18,11 @@ from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbon
 from pipeline.settings import DistillSettings, ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
+from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import trainable_parameter_count  # noqa: E402
+
+# The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
+PARAMS = ("seed", "model", "distill", "source_tasks")
 
 
 def main(argv: list[str]) -> str:
@@ -57,7 +61,7 @@ def main(argv: list[str]) -> str:
         "steps": result.steps,
     }
     out = RESULTS_DIR / "distill"
-    write_run(out, {"shared": student.export()}, meta, metrics, result)
+    write_run(out, {"shared": student.export()}, meta, metrics, result, "distill", read_sections(params, PARAMS))
     resume.clear()
     mean = sum(m["test"]["accuracy"] for m in per_task.values()) / len(per_task)
     return f"P {tuple(student.shared.shape)} + rank-{settings.rank} factors for {len(names)} tasks: mean student test accuracy {mean:.3f} -> {out}"

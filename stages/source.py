@@ -16,7 +16,11 @@ from pipeline.methods.prompt_tuning import SoftPrompt  # noqa: E402
 from pipeline.single_task import evaluate_untrained, fit_and_evaluate, teacher_outputs  # noqa: E402
 from pipeline.schema import load_checked_params, source_teachers  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
+from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
+
+# The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
+PARAMS = ("seed", "model", "source", "source_teachers")
 
 
 def main(argv: list[str]) -> str:
@@ -44,7 +48,8 @@ def main(argv: list[str]) -> str:
     teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size)
     meta = artifact_meta(backbone, model, **task_meta(task))
     out = RESULTS_DIR / "source" / name
-    write_run(out, {"prompt": module.export(), "teacher": teacher}, meta, {"task": name, **run.summary()}, run.result)
+    tensors = {"prompt": module.export(), "teacher": teacher}
+    write_run(out, tensors, meta, {"task": name, **run.summary()}, run.result, stage, read_sections(params, PARAMS))
     resume.clear()
     return f"teacher for {name}: test accuracy {run.metrics['test']['accuracy']:.3f} -> {out}"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.params import section
+from pipeline.tracking import read_sections
 from tiny import WORDS, save_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +125,26 @@ def test_repro_runs_every_stage(repo):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline run")
     assert dvc(repo, "status").stdout.strip().endswith("Data and pipelines are up to date.")
+
+
+def test_each_training_stage_logs_its_params_metrics_and_curves_with_dvclive(repo):
+    lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    training = sorted(name for name in lock if name.split("@")[0] in {"source", "distill", "adapt"})
+    assert len(training) == 5
+    for stage in training:
+        folder = repo / "dvclive" / stage.replace("@", "_")
+        logged = yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8"))
+        tracked = lock[stage]["params"]["params.yaml"]  # what dvc.yaml says the stage reads
+        assert read_sections(logged, tuple(tracked)) == logged, stage  # nothing logged that DVC does not track
+        assert {key: section(logged, key) for key in tracked} == tracked, stage
+        curve = (folder / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+        assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
+        summary = json.loads((folder / "metrics.json").read_text())
+        assert summary["step"] == 2 and "loss" in summary["train"]
+    curves = repo / "dvclive" / "distill" / "plots" / "metrics" / "train"
+    assert sorted(path.name for path in curves.iterdir()) == ["kl.tsv", "loss.tsv", "mse.tsv", "task.tsv"]
+    adapt = json.loads((repo / "dvclive" / "adapt_tgt_a-mpt" / "metrics.json").read_text())
+    assert adapt["trainable_params"] == 4 + 32 and 0 <= adapt["test"]["accuracy"] <= 1
 
 
 def lock_hashes(repo: Path) -> dict[str, str]:

@@ -16,7 +16,11 @@ from pipeline.settings import MethodSettings  # noqa: E402
 from pipeline.single_task import fit_and_evaluate  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
+from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
+
+# The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
+PARAMS = ("seed", "model", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps")
 
 
 def main(argv: list[str]) -> str:
@@ -44,7 +48,7 @@ def main(argv: list[str]) -> str:
     out = RESULTS_DIR / "adapt" / f"{target}-{method}"
     summary = {"target": target, "method": method, **run.summary(), **built.extras}  # extras: e.g. spot's choice
     summary["majority_rate"] = run.metrics["test"]["majority_rate"]
-    write_run(out, {"params": module.export()}, meta, summary, run.result)
+    write_run(out, {"params": module.export()}, meta, summary, run.result, stage, read_sections(params, PARAMS))
     resume.clear()
     return (
         f"{method} on {target}: {run.trainable_params} trainable parameters, "

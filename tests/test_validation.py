@@ -63,7 +63,7 @@ PARAMS_CASES = [
     ("unknown task source kind", lambda p: set_key(p, "tasks.src_a.source.kind", "ftp"), r"tasks\.src_a\.source\.kind"),
     ("unknown task format", lambda p: set_key(p, "tasks.src_a.source.format", "xlsx"), r"tasks\.src_a\.source\.format"),
     ("unknown backbone kind", lambda p: set_key(p, "backbone.kind", "encoder"), r"backbone\.kind must be one of causal, seq2seq"),
-    ("unknown backbone source kind", lambda p: set_key(p, "backbone.source.kind", "hub"), r"backbone\.source\.kind"),
+    ("unknown backbone source kind", lambda p: set_key(p, "backbone.source.kind", "s3"), r"backbone\.source\.kind"),
     ("bad backbone format", lambda p: set_key(p, "backbone.source.format", "hf"), r"backbone\.source\.format must be one of gguf"),
     ("task both source and target", lambda p: set_key(p, "target_tasks", ["src_a"]), r"'src_a' is in both source_tasks and target_tasks"),
     ("rank zero", lambda p: set_key(p, "distill.rank", 0), r"distill\.rank must be > 0"),

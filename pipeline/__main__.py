@@ -20,7 +20,9 @@ Subparsers = argparse._SubParsersAction  # argparse exposes no public name for a
 def _run_command(commands: Subparsers, name: str, summary: str, description: str) -> argparse.ArgumentParser:
     """A subcommand that reads one finished run: ``run_dir`` and ``--backbone`` come with it."""
     parser = commands.add_parser(name, help=summary, description=description)
-    parser.add_argument("run_dir", type=Path, help="results/adapt/<target>-<method>/ or results/source/<task>/")
+    parser.add_argument(
+        "run_dir", type=Path, help="results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/"
+    )
     parser.add_argument(
         "--backbone", type=Path, default=None, metavar="DIR",
         help="materialised backbone folder the run was trained on (default: models/backbone)",
@@ -38,7 +40,7 @@ def export_command(commands: Subparsers) -> None:
     """`export <run_dir> <out_dir>`: a run's prompt as a PEFT prompt-tuning adapter folder."""
     parser = _run_command(
         commands, "export", "write a run's prompt as a PEFT prompt-tuning adapter folder",
-        "Export results/adapt/<target>-<method>/ or results/source/<task>/ as a folder that "
+        "Export results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/ as a folder that "
         "peft.PeftModel.from_pretrained(base_model, OUT_DIR) loads.",
     )
     parser.add_argument("out_dir", type=Path, help="adapter folder to write (replaced as a whole, atomically)")

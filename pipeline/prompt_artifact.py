@@ -1,9 +1,9 @@
 """A finished run's prompt with everything needed to use it outside the pipeline, checked against the backbone.
 
-A run folder is ``results/adapt/<target>-<method>/`` (``params.safetensors``) or ``results/source/<task>/``
-(``prompt.safetensors``); both hold a tensor ``prompt`` of shape (l, d) (for ``mpt`` it is P ∘ L). The
-artifact's header names the backbone fingerprint, the task and its label words; the template and the raw
-label names come from the task's ``data/prepared/<task>/task.json``.
+A run folder is ``results/adapt/<target>-<method>/seed<seed>/k<k>/`` (``params.safetensors``) or
+``results/source/<task>/`` (``prompt.safetensors``); both hold a tensor ``prompt`` of shape (l, d) (for ``mpt``
+it is P ∘ L). The artifact's header names the backbone fingerprint, the task and its label words; the template
+and the raw label names come from the task's ``data/prepared/<task>/task.json``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from accelerate import PartialState
 
 from pipeline.artifacts import save_tensors
 from pipeline.checkpoint import CHECKPOINT_ROOT, Checkpointer, fingerprint
-from pipeline.atomic import write_json
+from pipeline.atomic import atomic_dir, write_json
 from pipeline.backbone import Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
 from pipeline.data import PREPARED_DIR
@@ -76,3 +77,44 @@ def write_run(
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
     log_run(stage, params, metrics, result.history)
+
+
+@dataclass
+class FinishedRun:
+    """One trained run, ready to be written: tensor groups, their metadata, its metrics and its training record."""
+
+    tensors: dict[str, dict[str, torch.Tensor]]
+    meta: dict[str, Any]
+    metrics: dict[str, Any]
+    result: TrainResult
+
+
+def write_run_folders(
+    out_dir: Path, timing_file: Path, runs: dict[str, FinishedRun], stage: str, params: dict[str, Any]
+) -> None:
+    """Write several runs of one stage (adapt@: one per k) as ``out_dir/<name>/`` folders holding
+    ``<group>.safetensors``, ``metrics.json`` and ``history.json`` (the loss per step, which the report draws).
+
+    ``out_dir`` is replaced as a whole, so a run dropped from the stage leaves no folder behind and a killed stage
+    leaves the old folder whole. Wall times go to ``timing_file``, outside it, so the folder repeats byte for
+    byte. dvclive gets one log for the stage: curves ``train/<name>/<loss>`` and metrics under ``<name>/``.
+    """
+    if not PartialState().is_main_process:
+        return  # under `accelerate launch`, one process writes
+    with atomic_dir(out_dir) as tmp:
+        for name, run in runs.items():
+            for group, tensors in run.tensors.items():
+                save_tensors(tmp / name / f"{group}.safetensors", tensors, run.meta)
+            write_json(tmp / name / "metrics.json", run.metrics)
+            write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
+    write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
+    history = [
+        {"step": record["step"], **{f"{name}/{key}": value for key, value in record.items() if key != "step"}}
+        for name, run in runs.items()
+        for record in run.result.history
+    ]
+    log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history)
+
+
+def _rounded(record: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 6) for key, value in record.items()}

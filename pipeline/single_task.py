@@ -41,10 +41,12 @@ def fit_and_evaluate(
     model: ModelSettings,
     config: TrainConfig,
     description: str,
+    extra: tuple[str, ...] = (),
 ) -> SingleTaskRun:
     """Train ``module`` on ``task``'s train split, then score dev and test.
 
     ``module(batch)`` gives what the backbone reads for that batch: a (l, d) or (B, l, d) prompt or a ``Prompt``.
+    ``extra`` names optional metrics to compute as well (a task's ``metrics``, e.g. ``("mcc",)``).
     """
     device = backbone.device
     train_split = task.splits["train"]
@@ -58,7 +60,7 @@ def fit_and_evaluate(
 
     params = trainable_parameter_count(module)
     result = train(module, batches, compute_loss, config, description)
-    return _evaluated(backbone, module, task, model, result, params)
+    return _evaluated(backbone, module, task, model, result, params, extra)
 
 
 def evaluate_untrained(backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings) -> SingleTaskRun:
@@ -68,10 +70,16 @@ def evaluate_untrained(backbone: Backbone, module: nn.Module, task: TaskData, mo
 
 
 def _evaluated(
-    backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings, result: TrainResult, params: int
+    backbone: Backbone,
+    module: nn.Module,
+    task: TaskData,
+    model: ModelSettings,
+    result: TrainResult,
+    params: int,
+    extra: tuple[str, ...] = (),
 ) -> SingleTaskRun:
     module.eval()
-    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size)
+    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size, extra)
     return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)
 
 

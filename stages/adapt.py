@@ -1,4 +1,8 @@
-"""DVC stage `adapt@<target>-<method>`: adapt one target task with one method, same budget for all."""
+"""DVC stage `adapt@<target>-<method>-<seed>`: adapt one target with one method under one seed, once per k.
+
+Every k of ``tasks.<target>.k_shot`` gets the same step budget on its own k-shot draw (the same draw for every
+method of this seed); the k runs are written together, as ``results/adapt/<target>-<method>/seed<seed>/k<k>/``.
+"""
 
 import hashlib
 import sys
@@ -7,11 +11,13 @@ from pathlib import Path
 # Stages run as `python stages/<name>.py` from the repo root; make `import pipeline` work without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.adapt_runs import k_label, stage_dir, stage_name, target_specs, timing_file  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.fewshot import few_shot_task  # noqa: E402
 from pipeline.methods import MethodContext, build  # noqa: E402
-  # noqa: E402
-from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
-from pipeline.settings import ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
+from pipeline.runs import FinishedRun, checkpointer, artifact_meta, open_backbone, open_task, task_meta  # noqa: E402
+from pipeline.runs import write_run_folders  # noqa: E402
+from pipeline.settings import ModelSettings, StepSettings, freeze_shared, seeds_of, task_names  # noqa: E402
 from pipeline.settings import MethodSettings  # noqa: E402
 from pipeline.single_task import fit_and_evaluate  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
@@ -19,41 +25,55 @@ from pipeline.stage import run_stage  # noqa: E402
 from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
 
-# The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
-PARAMS = ("seed", "model", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps")
+# The params this stage reads besides its target's spec: what dvc.yaml tracks for it, and what dvclive logs.
+# The seed comes on the command line (the matrix), so adding a seed to ``seeds`` reruns no existing stage.
+PARAMS = ("model", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps", "adapt.freeze_shared")
 
 
 def main(argv: list[str]) -> str:
-    if len(argv) != 2:
-        raise PipelineError("usage: python stages/adapt.py <target task> <method>")
-    (target, method), params = argv, load_checked_params()
+    if len(argv) != 3:
+        raise PipelineError("usage: python stages/adapt.py <target task> <method> <seed>")
+    (target, method, seed_text), params = argv, load_checked_params()
     if target not in task_names(params, "target_tasks"):
         raise PipelineError(f"params.yaml: {target!r} is not listed in target_tasks")
-    model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt"), seed_of(params)
+    if not seed_text.isdigit() or int(seed_text) not in seeds_of(params):
+        raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({seeds_of(params)})")
+    seed, spec = int(seed_text), target_specs(params)[target]
+    model, steps = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt")
     backbone = open_backbone()
     task = open_task(backbone, target, model)
-    # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
-    sources, options = tuple(task_names(params, "source_tasks")), MethodSettings.from_params(params)
-    built = build(method, MethodContext(backbone, model, steps, seed, task=task, sources=sources, options=options))
-    module, groups = built.module, built.groups
-    stage = f"adapt@{target}-{method}"
-    resume = checkpointer(
-        stage, params, ("seed", "model", "adapt"), backbone, data=task.info.source_sha256, init=_init_identity(module)
-    )
-    config = TrainConfig(
-        steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
-    )
-    run = fit_and_evaluate(backbone, module, task, model, config, stage)
-    meta = artifact_meta(backbone, model, method=method, **task_meta(task))
-    out = RESULTS_DIR / "adapt" / f"{target}-{method}"
-    summary = {"target": target, "method": method, **run.summary(), **built.extras}  # extras: e.g. spot's choice
-    summary["majority_rate"] = run.metrics["test"]["majority_rate"]
-    write_run(out, {"params": module.export()}, meta, summary, run.result, stage, read_sections(params, PARAMS))
-    resume.clear()
-    return (
-        f"{method} on {target}: {run.trainable_params} trainable parameters, "
-        f"test accuracy {run.metrics['test']['accuracy']:.3f}, macro-F1 {run.metrics['test']['macro_f1']:.3f} -> {out}"
-    )
+    stage = stage_name(target, method, seed)
+    runs, resumes = {}, []
+    for k in spec.k_shot:
+        shot = few_shot_task(task, k, seed)
+        # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
+        context = MethodContext(
+            backbone, model, steps, seed, task=shot, sources=tuple(task_names(params, "source_tasks")),
+            options=MethodSettings.from_params(params), freeze_shared=freeze_shared(params),
+        )
+        built = build(method, context)
+        rows = hashlib.sha256(repr(shot.splits["train"].token_ids).encode()).hexdigest()[:16]
+        resume = checkpointer(
+            f"{stage}/{k_label(k)}", params, ("model", "adapt"), backbone, seed=seed, k=k, rows=rows,
+            data=task.info.source_sha256, init=_init_identity(built.module),
+        )
+        config = TrainConfig(
+            steps=steps.steps, param_groups=built.groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
+        )
+        run = fit_and_evaluate(backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics)
+        summary = {"target": target, "method": method, "seed": seed, "k": k,
+                   "train_examples": len(shot.splits["train"]), **run.summary(), **built.extras}
+        summary["majority_rate"] = run.metrics["test"]["majority_rate"]
+        meta = artifact_meta(backbone, model, method=method, seed=seed, k=k, **task_meta(task))
+        runs[k_label(k)] = FinishedRun({"params": built.module.export()}, meta, summary, run.result)
+        resumes.append(resume)  # kept until every k is written: a killed stage resumes the finished k's at once
+    out = stage_dir(target, method, seed)
+    tracked = read_sections(params, PARAMS + (f"tasks.{target}",))
+    write_run_folders(out, timing_file(target, method, seed), runs, stage, tracked)
+    for resume in resumes:
+        resume.clear()
+    scores = ", ".join(f"k={k}: {r.metrics['test']['accuracy']:.3f}" for k, r in zip(spec.k_shot, runs.values()))
+    return f"{method} on {target}, seed {seed}: test accuracy {scores} -> {out}"
 
 
 def _init_identity(module) -> str:

@@ -9,9 +9,12 @@ from typing import Any
 # DVC runs `python stages/report.py` from the repo root, which puts stages/ (not the root) on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.adapt_runs import planned_runs  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.params import section  # noqa: E402
-from pipeline.report import collect_runs, collect_sources, mean_by_method, write_report  # noqa: E402
+from pipeline.report import (  # noqa: E402
+    collect_histories, collect_runs, collect_sources, headline_means, write_report,
+)
 from pipeline.data import PREPARED_DIR, shared_texts  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
@@ -40,16 +43,21 @@ def _overlap_warnings(targets: list[str], sources: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> str:
-    """Write reports/transfer.{csv,md,png} and reports/metrics.json; return the one-line summary."""
+    """Write reports/ (transfer.csv/.md/.png, summary.csv, curves.png, metrics.json); return the summary line."""
     params = load_checked_params()
     targets, sources = _names(params, "target_tasks"), _names(params, "source_tasks")
-    runs = collect_runs(RESULTS_DIR, targets, _names(params, "adapt.methods"))
+    planned = planned_runs(params)
+    runs = collect_runs(RESULTS_DIR, planned)
     warnings = _overlap_warnings(targets, sources)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    write_report(runs, collect_sources(RESULTS_DIR, sources), OUT_DIR, warnings)
-    means = ", ".join(f"{row.method} {row.accuracy:.3f}" for row in mean_by_method(runs).itertuples(index=False))
-    return f"{len(runs)} runs over {len(targets)} targets -> {OUT_DIR / 'transfer.md'} (mean test accuracy: {means})"
+    histories = collect_histories(RESULTS_DIR, planned)
+    summary = write_report(runs, collect_sources(RESULTS_DIR, sources), histories, OUT_DIR, warnings)
+    listed = ", ".join(f"{method} {accuracy:.3f}" for method, accuracy in headline_means(summary).items())
+    return (
+        f"{len(runs)} runs over {len(targets)} targets -> {OUT_DIR / 'transfer.md'} "
+        f"(mean test accuracy at the largest k: {listed})"
+    )
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def repo(tmp_path_factory) -> Path:
         params[section]["steps"], params[section]["warmup_steps"] = 3, 1
     params["source"]["teacher_examples"] = 8
     params["tasks"] = {name: task_spec(root / f"{name}.csv", binary) for name in ("src_a", "src_b", "tgt_a")}
+    params["tasks"]["tgt_a"]["k_shot"] = [4, "all"]  # one adapt@ stage trains both; seeds stays [0]
     params["source_tasks"], params["target_tasks"] = ["src_a", "src_b"], ["tgt_a"]
     params["adapt"]["methods"] = ["mpt", "pt"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
@@ -113,15 +114,21 @@ def test_repro_runs_every_stage(repo):
     result = dvc(repo, "repro")
     expected = {
         "backbone", "data@src_a", "data@src_b", "data@tgt_a", "source@src_a", "source@src_b", "distill",
-        "adapt@tgt_a-mpt", "adapt@tgt_a-pt", "report",
+        "adapt@tgt_a-mpt-0", "adapt@tgt_a-pt-0", "report",
     }
     assert ran_stages(result.stdout) == expected
     rows = (repo / "reports" / "transfer.csv").read_text().splitlines()
-    assert rows[0].startswith("target,method,accuracy")
-    assert {tuple(r.split(",")[:2]) for r in rows[1:]} == {("tgt_a", "mpt"), ("tgt_a", "pt")}
-    metrics = json.loads((repo / "results/adapt/tgt_a-mpt/metrics.json").read_text())
+    assert rows[0].startswith("target,method,k,seed,accuracy")
+    expected_runs = {("tgt_a", method, k, "0") for method in ("mpt", "pt") for k in ("4", "all")}
+    assert {tuple(r.split(",")[:4]) for r in rows[1:]} == expected_runs
+    runs = repo / "results" / "adapt"
+    metrics = json.loads((runs / "tgt_a-mpt" / "seed0" / "kall" / "metrics.json").read_text())
     assert metrics["trainable_params"] == 4 + 32  # l + d: only the rank-one factor L is trained
-    assert json.loads((repo / "results/adapt/tgt_a-pt/metrics.json").read_text())["trainable_params"] == 4 * 32
+    assert metrics["train_examples"] == 24 and (runs / "tgt_a-mpt" / "seed0" / "kall" / "params.safetensors").is_file()
+    few = json.loads((runs / "tgt_a-pt" / "seed0" / "k4" / "metrics.json").read_text())
+    assert few["trainable_params"] == 4 * 32 and few["train_examples"] == 4 and few["k"] == 4
+    assert set(json.loads((runs / "tgt_a-pt" / "seed0.timing.json").read_text())) == {"k4", "kall"}
+    assert "n=1 (one seed, no interval)" in (repo / "reports" / "transfer.md").read_text()
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline run")
     assert dvc(repo, "status").stdout.strip().endswith("Data and pipelines are up to date.")
@@ -137,14 +144,16 @@ def test_each_training_stage_logs_its_params_metrics_and_curves_with_dvclive(rep
         tracked = lock[stage]["params"]["params.yaml"]  # what dvc.yaml says the stage reads
         assert read_sections(logged, tuple(tracked)) == logged, stage  # nothing logged that DVC does not track
         assert {key: section(logged, key) for key in tracked} == tracked, stage
-        curve = (folder / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
-        assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
+        runs = ["k4/", "kall/"] if stage.startswith("adapt@") else [""]  # an adapt@ stage logs each k
+        for run in runs:
+            curve = (folder / "plots" / "metrics" / "train" / f"{run}loss.tsv").read_text().splitlines()
+            assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
         summary = json.loads((folder / "metrics.json").read_text())
-        assert summary["step"] == 2 and "loss" in summary["train"]
+        assert summary["step"] == 2 and section(summary["train"], f"{runs[-1]}loss".replace("/", "."))
     curves = repo / "dvclive" / "distill" / "plots" / "metrics" / "train"
     assert sorted(path.name for path in curves.iterdir()) == ["kl.tsv", "loss.tsv", "mse.tsv", "task.tsv"]
-    adapt = json.loads((repo / "dvclive" / "adapt_tgt_a-mpt" / "metrics.json").read_text())
-    assert adapt["trainable_params"] == 4 + 32 and 0 <= adapt["test"]["accuracy"] <= 1
+    adapt = json.loads((repo / "dvclive" / "adapt_tgt_a-mpt-0" / "metrics.json").read_text())
+    assert adapt["kall"]["trainable_params"] == 4 + 32 and 0 <= adapt["k4"]["test"]["accuracy"] <= 1
 
 
 def lock_hashes(repo: Path) -> dict[str, str]:
@@ -185,20 +194,29 @@ def test_experiments_show_up_with_metrics(repo):
     assert set(found) == {"short", "longer"}
     assert found["short"][0] == 2 and found["longer"][0] == 4
     for _, metrics in found.values():
-        assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0
+        assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0 and 0.0 <= metrics["tgt_a@k4"]["pt"]["accuracy"] <= 1
         assert set(metrics["mean"]) == {"mpt", "pt"}
 
 
-def test_adding_a_target_runs_only_its_stages(repo):
+def test_adding_a_target_and_a_seed_runs_only_their_stages(repo):
     """Runs last: it changes the workspace that the experiments above start from."""
     params_path = repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     csv = repo.parent / "tgt_b.csv"
     params["tasks"]["tgt_b"] = task_spec(csv, {"good": " positive", "bad": " negative"})
     params["target_tasks"].append("tgt_b")
+    params["seeds"] = [0, 1]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    status = json.loads(dvc(repo, "status", "--json").stdout)
-    assert set(status) == {"data@tgt_b", "adapt@tgt_b-mpt", "adapt@tgt_b-pt", "report"}
-    assert ran_stages(dvc(repo, "repro").stdout) == {"data@tgt_b", "adapt@tgt_b-mpt", "adapt@tgt_b-pt", "report"}
+    # tgt_b's stages for both seeds, seed 1 of tgt_a; nothing that already ran for tgt_a under seed 0.
+    expected = {"data@tgt_b", "report"} | {f"adapt@{t}-{m}-1" for t in ("tgt_a", "tgt_b") for m in ("mpt", "pt")}
+    expected |= {f"adapt@tgt_b-{m}-0" for m in ("mpt", "pt")}
+    assert set(json.loads(dvc(repo, "status", "--json").stdout)) == expected
+    assert ran_stages(dvc(repo, "repro").stdout) == expected
     rows = (repo / "reports" / "transfer.csv").read_text().splitlines()[1:]
-    assert {tuple(r.split(",")[:2]) for r in rows} == {(t, m) for t in ("tgt_a", "tgt_b") for m in ("mpt", "pt")}
+    runs = {(t, m, k, s) for t, ks in (("tgt_a", ("4", "all")), ("tgt_b", ("all",))) for k in ks
+            for m in ("mpt", "pt") for s in ("0", "1")}
+    assert {tuple(r.split(",")[:4]) for r in rows} == runs
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["tgt_b"]["mpt"]["seeds"] == 2 and "accuracy_ci95" in metrics["tgt_b"]["mpt"]
+    assert "accuracy_vs_pt_ci95" in metrics["tgt_a@k4"]["mpt"]
+    assert "**tgt_b**, k=all, 2 seeds" in (repo / "reports" / "transfer.md").read_text()

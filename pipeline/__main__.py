@@ -83,9 +83,32 @@ def predict_command(commands: Subparsers) -> None:
     parser.set_defaults(handler=handle)
 
 
+def compare_command(commands: Subparsers) -> None:
+    """`compare [--from FILE] [--out DIR] [--metric NAME]`: one table and chart across DVC experiments."""
+    parser = commands.add_parser(
+        "compare", help="compare DVC experiments: a table (markdown, CSV) and a chart of the report metrics",
+        description="Read `dvc exp show --json` (or a saved copy) and write compare.md, compare.csv and "
+        "compare.png: a row per experiment with its changed params and the report's metric per target and method.",
+    )
+    parser.add_argument("--from", dest="source", type=Path, metavar="FILE",
+                        help="saved `dvc exp show --json` output (default: run it here)")
+    parser.add_argument("--out", type=Path, default=Path("reports/compare"), metavar="DIR",
+                        help="folder to write (default: reports/compare)")
+    parser.add_argument("--metric", default="accuracy", metavar="NAME",
+                        help="report metric to compare: accuracy (default), macro_f1, mcc, accuracy_vs_pt")
+
+    def handle(args: argparse.Namespace) -> None:
+        from pipeline.compare import compare
+
+        print(compare(args.source, args.out, args.metric))
+
+    parser.set_defaults(handler=handle)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     export_command,
     predict_command,
+    compare_command,
 ]
 
 

@@ -1,6 +1,6 @@
 """Learning curves, params and final metrics of each training stage instance, logged with dvclive.
 
-``dvclive/<stage>/`` (``@`` in the stage name becomes ``_``: ``dvclive/adapt_sms_spam-mpt/``) holds what
+``dvclive/<stage>/`` (``@`` in the stage name becomes ``_``: ``dvclive/adapt_sms_spam-mpt-0/``) holds what
 ``dvclive.Live`` writes: ``params.yaml`` (the params sections the stage reads), ``metrics.json`` (the final
 metrics and the last training step) and ``plots/metrics/train/<name>.tsv`` (the loss and its components per
 step). dvc.yaml declares them as the stage's outputs, so ``dvc plots show`` and ``dvc plots diff`` draw the

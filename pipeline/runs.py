@@ -34,8 +34,9 @@ def checkpointer(stage: str, params: dict[str, Any], keys: tuple[str, ...], back
 
 
 def open_backbone() -> Backbone:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_backbone(BACKBONE_DIR, device)
+    """The materialised backbone on this process's device: CPU, the GPU, or under a multi-process launcher
+    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too."""
+    return load_backbone(BACKBONE_DIR, PartialState().device)
 
 
 def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:

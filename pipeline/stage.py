@@ -13,7 +13,8 @@ from pipeline.errors import PipelineError
 def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
     """Run ``main(argv)`` as stage ``name``: print its summary line, or ``error: ...`` and exit 1.
 
-    ``main`` returns one summary line (what it trained, the metric, where the output went).
+    ``main`` returns one summary line (what it trained, the metric, where the output went); only the first
+    process of a multi-process launch prints it.
     User errors (:class:`PipelineError`) print one line without a traceback; bugs keep theirs.
     """
     # Busy-waiting OpenMP threads make two threads on a shared core ~10x slower.
@@ -25,4 +26,6 @@ def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
     except PipelineError as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"[{name}] {summary} ({time.perf_counter() - started:.1f} s)")
+    # Under a multi-process launcher (torchrun, accelerate launch) every process runs the stage; one reports.
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[{name}] {summary} ({time.perf_counter() - started:.1f} s)")

@@ -23,6 +23,7 @@ from tiny import WORDS, save_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = [w for w in WORDS if w not in {"positive", "negative", "spam", "normal"}]
+BINARY = {"good": " positive", "bad": " negative"}
 
 
 def write_task_csv(path: Path, labels: list[str], rows: int, seed: int) -> None:
@@ -70,9 +71,9 @@ def git(repo: Path, *args: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
+def make_repo(root: Path, backbone: dict, tasks: dict, sources: list[str], targets: list[str]) -> Path:
+    """``root/repo``: the project's code, params.yaml with 3-step budgets, this backbone and these tasks; git and DVC
+    initialised, nothing run yet."""
     repo = root / "repo"
     repo.mkdir()
     for item in ("pipeline", "stages", "dvc.yaml", ".dvcignore"):
@@ -81,22 +82,13 @@ def repo(tmp_path_factory) -> Path:
             shutil.copytree(source, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, repo / item)
-    save_tiny_backbone(root / "tiny-backbone")
-    binary = {"good": " positive", "bad": " negative"}
-    for name, seed in [("src_a", 1), ("src_b", 2), ("tgt_a", 3), ("tgt_b", 4)]:
-        write_task_csv(root / f"{name}.csv", list(binary), rows=48, seed=seed)
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["backbone"] = {
-        "name": "tiny-llama", "kind": "causal",
-        "source": {"kind": "local", "path": str(root / "tiny-backbone"), "format": "hf"},
-    }
+    params["backbone"] = backbone
     params["model"] = {"prompt_length": 4, "max_length": 16, "batch_size": 4, "eval_batch_size": 8}
     for section in ("source", "distill", "adapt"):
         params[section]["steps"], params[section]["warmup_steps"] = 3, 1
     params["source"]["teacher_examples"] = 8
-    params["tasks"] = {name: task_spec(root / f"{name}.csv", binary) for name in ("src_a", "src_b", "tgt_a")}
-    params["tasks"]["tgt_a"]["k_shot"] = [4, "all"]  # one adapt@ stage trains both; seeds stays [0]
-    params["source_tasks"], params["target_tasks"] = ["src_a", "src_b"], ["tgt_a"]
+    params["tasks"], params["source_tasks"], params["target_tasks"] = tasks, sources, targets
     params["adapt"]["methods"] = ["mpt", "pt"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     git(repo, "init", "-q")
@@ -104,6 +96,20 @@ def repo(tmp_path_factory) -> Path:
     dvc(repo, "config", "core.analytics", "false")
     dvc(repo, "config", "core.check_update", "false")
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    save_tiny_backbone(root / "tiny-backbone")
+    for name, seed in [("src_a", 1), ("src_b", 2), ("tgt_a", 3), ("tgt_b", 4)]:
+        write_task_csv(root / f"{name}.csv", list(BINARY), rows=48, seed=seed)
+    backbone = {
+        "name": "tiny-llama", "kind": "causal",
+        "source": {"kind": "local", "path": str(root / "tiny-backbone"), "format": "hf"},
+    }
+    tasks = {name: task_spec(root / f"{name}.csv", BINARY) for name in ("src_a", "src_b", "tgt_a")}
+    return make_repo(root, backbone, tasks, ["src_a", "src_b"], ["tgt_a"])
 
 
 def ran_stages(output: str) -> set[str]:

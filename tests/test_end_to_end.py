@@ -109,6 +109,7 @@ def repo(tmp_path_factory) -> Path:
         "source": {"kind": "local", "path": str(root / "tiny-backbone"), "format": "hf"},
     }
     tasks = {name: task_spec(root / f"{name}.csv", BINARY) for name in ("src_a", "src_b", "tgt_a")}
+    tasks["tgt_a"]["k_shot"] = [4, "all"]  # one adapt@ stage trains both; seeds stays [0]
     return make_repo(root, backbone, tasks, ["src_a", "src_b"], ["tgt_a"])
 
 

@@ -31,7 +31,7 @@ def _run_command(commands: Subparsers, name: str, summary: str, description: str
 
 
 def _backbone_dir(args: argparse.Namespace) -> Path:
-    from pipeline.runs import BACKBONE_DIR
+    from pipeline.backbone import BACKBONE_DIR
 
     return args.backbone or BACKBONE_DIR
 

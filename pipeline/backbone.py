@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.schema import BACKBONE_KINDS as KINDS
 
 INFO_FILE = "backbone.json"
+BACKBONE_DIR = Path("models/backbone")  # where the backbone stage materialises it
 
 
 @dataclass(frozen=True)

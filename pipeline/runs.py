@@ -12,14 +12,13 @@ from accelerate import PartialState
 from pipeline.artifacts import save_tensors
 from pipeline.checkpoint import CHECKPOINT_ROOT, Checkpointer, fingerprint
 from pipeline.atomic import atomic_dir, write_json
-from pipeline.backbone import Backbone, load_backbone
+from pipeline.backbone import BACKBONE_DIR, Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
 from pipeline.data import PREPARED_DIR
 from pipeline.settings import ModelSettings
 from pipeline.tracking import log_run
 from pipeline.train import TrainResult
 
-BACKBONE_DIR = Path("models/backbone")
 RESULTS_DIR = Path("results")
 
 

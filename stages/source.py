@@ -41,11 +41,11 @@ def main(argv: list[str]) -> str:
     adapter = source_teachers(params).get(name)
     if adapter:  # trained elsewhere: a PEFT prompt-tuning adapter, evaluated and cached like a trained teacher
         module = SoftPrompt(load_peft_prompt(Path(adapter), backbone, model.prompt_length)).to(backbone.device)
-        run = evaluate_untrained(backbone, module, task, model)
+        run = evaluate_untrained(backbone, module, task, model, stage)
     else:
         run = fit_and_evaluate(backbone, module, task, model, config, stage)
     count = positive(section(params, "source"), "teacher_examples", int, "source")
-    teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size)
+    teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size, stage)
     meta = artifact_meta(backbone, model, **task_meta(task))
     out = RESULTS_DIR / "source" / name
     tensors = {"prompt": module.export(), "teacher": teacher}

@@ -2,8 +2,9 @@
 
 The backbone is a tiny random T5 (kind seq2seq) given as a `hub` source and one task is a `hub` dataset, both local
 folders in the Hub layout read offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE). On it: every stage runs; the commands
-of the README's "Compare runs" section run as written; one stage trains on two processes and is recorded with
-`dvc commit` (the multi-GPU recipe, here on CPU processes).
+of the README's "Experiments" and "Ablations" blocks run as written (the queue runs one of its experiments); one
+stage trains on two processes and is recorded with `dvc commit` (the multi-GPU recipe, here on CPU processes).
+tests/test_readme.py maps every README command to the test here (or elsewhere) that runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +80,46 @@ def test_the_compare_runs_commands_of_the_readme(repo):
     dvc(repo, "exp", "apply", "longer")
     assert yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["steps"] == 120
     assert dvc(repo, "status").stdout.strip().endswith(UP_TO_DATE)
+    pipeline_command(repo, "compare")
+    compared = (repo / "reports" / "compare" / "compare.md").read_text(encoding="utf-8")
+    assert "rank2" in compared and "longer" in compared
+
+
+QUEUED = [  # the README's ablation sweep, as written
+    ("rank", "distill.rank=1,2,4"), ("no-distill", "distill.lambda=0"), ("no-decomp", "distill.decomposition=false"),
+    ("train-p", "adapt.freeze_shared=false"),
+]
+
+
+def test_the_ablation_queue_commands_of_the_readme(repo):
+    """Every README queue command is queued as written; one experiment (no-distill) is run through the queue,
+    the rest are removed again (six experiments would take minutes)."""
+    for name, change in QUEUED:
+        dvc(repo, "exp", "run", "--queue", "-n", name, "-S", change)
+    queued = {"rank-1", "rank-2", "rank-3", "no-distill", "no-decomp", "train-p"}
+    assert queued <= set(dvc(repo, "queue", "status").stdout.split())  # a sweep queues one per value
+    dvc(repo, "queue", "remove", *sorted(queued - {"no-distill"}))
+    try:
+        dvc(repo, "queue", "start", "-j", "1")
+        deadline = time.monotonic() + 300
+        while not re.search(r"no-distill.*(Success|Failed)", dvc(repo, "queue", "status").stdout):
+            assert time.monotonic() < deadline, "the queued experiment did not finish in 5 minutes"
+            time.sleep(2)
+    finally:
+        dvc(repo, "queue", "stop", "--kill", check=False)  # leave no worker behind
+    assert re.search(r"no-distill.*Success", dvc(repo, "queue", "status").stdout)
+    assert "Running stage 'distill'" in dvc(repo, "queue", "logs", "no-distill").stdout
+    assert dvc(repo, "exp", "show", "--json").stdout.count('"no-distill"') >= 1
+
+
+def pipeline_command(repo: Path, *args: str) -> str:
+    """``python -m pipeline <args>`` in ``repo``, with this interpreter's venv (and its dvc) first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
 
 
 def free_port() -> int:

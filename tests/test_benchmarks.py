@@ -1,0 +1,49 @@
+"""The step benchmarks run on the tiny backbone and end with their figure; no timing thresholds (noisy machines).
+
+P4 (two full tiny `dvc repro` runs first, ~3 min), P5 (a full run) and P6 are left to docs/benchmarks.md; P5's
+log parser is checked here on a synthetic log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBER_AT_END = re.compile(r"\d+(?:\.\d+)?$")
+
+
+def run_benchmark(name: str, *args: str) -> list[str]:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{name} exited {result.returncode}:\n{output}"
+    return result.stdout.strip().splitlines()
+
+
+@pytest.mark.parametrize("name", ["p1_peft_vs_ours", "p2_distill_vs_pt", "p3_ours_vs_bare"])
+def test_step_benchmark_ends_with_its_ratio(name):
+    last = run_benchmark(name, "--tiny", "--repeats", "2")[-1]
+    assert last.startswith(f"P{name[1]} ") and NUMBER_AT_END.search(last), last
+
+
+def test_repro_log_parser(tmp_path):
+    log = tmp_path / "repro.log"
+    log.write_text(
+        "Running stage 'data@a':\n> python stages/prepare.py a\n[data@a] a: 10/2/2 examples (0.5 s)\n"
+        "Stage 'backbone' didn't change, skipping\n"
+        "Running stage 'source@a':\n> python stages/source.py a\nsource@a: 50%|##| 1/2\rsource@a: 100%|##| 2/2\n"
+        "[source] teacher for a: test accuracy 0.700 -> results/source/a (89.5 s)\n",
+        encoding="utf-8",
+    )
+    lines = run_benchmark("p5_default_repro", "--from-log", str(log))
+    assert any(re.match(r"source@a\s+89\.5 s", line) for line in lines), lines
+    assert lines[-1] == "P5 default dvc repro total: 1.5 min (target <= 20)"

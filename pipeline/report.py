@@ -26,7 +26,8 @@ RUN_COLUMNS = [
     "target", "method", "k", "seed", "accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1",
     "trainable_params", "steps", "train_seconds",
 ]
-OPTIONAL_COLUMNS = ["mcc", "majority_rate"]  # present when some run reports them (MCC: tasks that ask for it)
+# Present when some run reports them (MCC: tasks that ask for it; spot_source: the source prompt spot started from).
+OPTIONAL_COLUMNS = ["mcc", "majority_rate", "spot_source"]
 SOURCE_COLUMNS = ["task", "teacher_accuracy", "teacher_macro_f1", "student_accuracy", "student_macro_f1"]
 DECIMALS = 4
 MEAN_KEY = "mean"
@@ -100,6 +101,8 @@ def collect_runs(results_dir: Path, runs: list[AdaptRun]) -> pd.DataFrame:
             row["mcc"] = float(_number(data, "test.mcc", path))
         if "majority_rate" in data:
             row["majority_rate"] = float(_number(data, "majority_rate", path))
+        if "spot_source" in data:
+            row["spot_source"] = str(data["spot_source"])
         rows.append(row)
     columns = RUN_COLUMNS + [c for c in OPTIONAL_COLUMNS if any(c in row for row in rows)]
     return _sorted_runs(pd.DataFrame(rows, columns=columns))

@@ -160,6 +160,18 @@ def runs_table(runs: pd.DataFrame) -> str:
     return markdown_table(header, rows, text_columns=4)
 
 
+def spot_choice_section(runs: pd.DataFrame) -> list[str]:
+    """Which source prompt each ``spot`` run started from (chosen by zero-step dev accuracy on the target)."""
+    if "spot_source" not in runs.columns:
+        return []
+    chosen = runs[runs["method"] == "spot"]
+    rows = [[row.target, str(row.k), str(row.seed), row.spot_source] for row in chosen.itertuples(index=False)]
+    return [
+        "## SPoT: the source prompt each run started from (best zero-step dev accuracy)",
+        markdown_table(["target", "k", "seed", "source task"], rows, text_columns=4),
+    ]
+
+
 def sources_table(sources: pd.DataFrame) -> str:
     header = ["source task", "teacher acc", "teacher macro-F1", "student acc", "student macro-F1",
               "student - teacher (acc points)"]
@@ -193,6 +205,7 @@ def render_markdown(
         means_table(summary),
         "## Runs (one row per seed)",
         runs_table(runs),
+        *spot_choice_section(runs),
         "## Source tasks: teacher prompt vs distilled multitask student",
         sources_table(sources),
         "![Test accuracy per target, k and method with 95% intervals](transfer.png)",

@@ -227,3 +227,22 @@ def test_adding_a_target_and_a_seed_runs_only_their_stages(repo):
     assert metrics["tgt_b"]["mpt"]["seeds"] == 2 and "accuracy_ci95" in metrics["tgt_b"]["mpt"]
     assert "accuracy_vs_pt_ci95" in metrics["tgt_a@k4"]["mpt"]
     assert "**tgt_b**, k=all, 2 seeds" in (repo / "reports" / "transfer.md").read_text()
+
+
+def test_adding_every_other_method_runs_only_their_stages(repo):
+    """Runs after the target test: the six other methods join, and only their adapt@ stages and the report run."""
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    params["seeds"] = [0]  # keeps the test short; dropping a seed reruns nothing but the report
+    new = ["spot", "mpt_full", "attempt", "prefix", "ptuning", "cpt"]
+    params["adapt"]["methods"] += new
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    expected = {"report"} | {f"adapt@{t}-{m}-0" for t in ("tgt_a", "tgt_b") for m in new}
+    assert ran_stages(dvc(repo, "repro").stdout) == expected
+    rows = (repo / "reports" / "transfer.csv").read_text().splitlines()[1:]
+    assert {r.split(",")[1] for r in rows} == {"mpt", "pt", *new}
+    spot = json.loads((repo / "results/adapt/tgt_a-spot/seed0/kall/metrics.json").read_text())
+    assert spot["spot_source"] in {"src_a", "src_b"}
+    report = (repo / "reports" / "transfer.md").read_text()
+    assert "## SPoT: the source prompt each run started from" in report
+    assert f"| tgt_a | all | 0 | {spot['spot_source']} |" in report

@@ -77,7 +77,9 @@ def log_run(
         live.log_params(params)
         for record in history:
             live.step = int(record["step"])
-            for name, value in record.items():
+            # Sorted: a record restored from a checkpoint (JSON, sorted keys) must log in the same order as a
+            # fresh one, or dvclive's metrics.json would differ byte for byte after a resume.
+            for name, value in sorted(record.items()):
                 if name != "step":
                     live.log_metric(f"{CURVE_PREFIX}/{name}", _rounded(value), timestamp=False)
         if not history:

@@ -46,8 +46,14 @@ def lock_hashes(repo: Path) -> dict[str, str]:
 
 
 def outputs_match_lock(repo: Path, stage: str) -> bool:
-    """After a kill: the stage's outputs on disk still have the md5s dvc.lock records (nothing half-written)."""
-    return stage not in json.loads(dvc(repo, "status", "--json", stage, threads=1).stdout)
+    """After a kill: the stage's outputs on disk still have the md5s dvc.lock records (nothing half-written).
+
+    A wall-time file may already hold the new run's time if the kill came after it was (atomically) replaced.
+    """
+    status = json.loads(dvc(repo, "status", "--json", stage, threads=1).stdout).get(stage, [])
+    changed = [path for entry in status for path in entry.get("changed outs", {})]
+    other = [entry for entry in status if set(entry) - {"changed outs"}]
+    return not other and all(path.endswith(TIMED) for path in changed)
 
 
 def stage_seconds(repo: Path, stage: str) -> float:
@@ -106,8 +112,12 @@ def main() -> int:
                 dvc(repo, "repro", "--force", "--single-item", stage, threads=1)
                 dvc(repo, "repro", threads=1)  # downstream stages that read the new timing.json
                 clean = "up to date" in dvc(repo, "status", threads=1).stdout
-                same = lock_hashes(repo) == reference and kept and clean
+                hashes = lock_hashes(repo)
+                same = hashes == reference and kept and clean
                 equal += same
+                if not same:  # say what differs, so a failure can be chased
+                    differing = sorted(p for p in set(hashes) | set(reference) if hashes.get(p) != reference.get(p))
+                    print(f"  differs: {differing}; status clean: {clean}", flush=True)
                 print(f"{stage}: killed={'yes' if hit else 'no (had finished)'} outputs intact={kept} equal={same}",
                       flush=True)
     print(

@@ -89,3 +89,18 @@ def test_inside_a_git_repository_with_or_without_commits(tmp_path, monkeypatch, 
     assert not (tmp_path / ".dvc").exists()  # dvclive would `dvc init` a git repository it opened
     status = subprocess.run(["git", "status", "--porcelain"], check=True, capture_output=True, text=True).stdout
     assert status.splitlines() == ["?? dvclive/"]  # nothing staged
+
+
+def test_logged_files_do_not_depend_on_the_order_of_a_records_keys(tmp_path):
+    """A history restored from a checkpoint has its keys sorted; a fresh one has them in loss-dict order."""
+    from pipeline.tracking import live_dir, log_run
+
+    fresh = [{"task": 0.5, "kl": 0.1, "loss": 0.7, "step": 0}, {"task": 0.4, "kl": 0.1, "loss": 0.6, "step": 1}]
+    restored = [dict(sorted(record.items())) for record in fresh]
+    log_run("order@a", {"model": {"l": 4}}, {"test": {"accuracy": 0.5}}, fresh, root=tmp_path)
+    log_run("order@b", {"model": {"l": 4}}, {"test": {"accuracy": 0.5}}, restored, root=tmp_path)
+    files_a = {p.relative_to(live_dir("order@a", tmp_path)): p.read_bytes()
+               for p in live_dir("order@a", tmp_path).rglob("*") if p.is_file()}
+    files_b = {p.relative_to(live_dir("order@b", tmp_path)): p.read_bytes()
+               for p in live_dir("order@b", tmp_path).rglob("*") if p.is_file()}
+    assert files_a == files_b and files_a

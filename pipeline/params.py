@@ -1,4 +1,4 @@
-"""Reading params.yaml and small typed accessors with key-path errors."""
+"""Small typed accessors for params.yaml with key-path errors (reading and validating it: pipeline/schema.py)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
-
-
-def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """Load params.yaml as a dict; a missing or malformed file is a PipelineError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: params file not found")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            params = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(params, dict):
-        raise PipelineError(f"{path}: expected a mapping at the top level")
-    return params
 
 
 def section(params: dict[str, Any], key_path: str) -> Any:

@@ -32,17 +32,17 @@ def main(argv: list[str]) -> str:
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "source"), seed_of(params)
     backbone = open_backbone()
     task = open_task(backbone, name, model)
-    module, groups = build_method("pt", MethodContext(backbone, model, steps, seed))
     stage = f"source@{name}"
     resume = checkpointer(stage, params, ("seed", "model", "source"), backbone, data=task.info.source_sha256)
-    config = TrainConfig(
-        steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
-    )
     adapter = source_teachers(params).get(name)
     if adapter:  # trained elsewhere: a PEFT prompt-tuning adapter, evaluated and cached like a trained teacher
         module = SoftPrompt(load_peft_prompt(Path(adapter), backbone, model.prompt_length)).to(backbone.device)
         run = evaluate_untrained(backbone, module, task, model, stage)
     else:
+        module, groups = build_method("pt", MethodContext(backbone, model, steps, seed))
+        config = TrainConfig(
+            steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
+        )
         run = fit_and_evaluate(backbone, module, task, model, config, stage)
     count = positive(section(params, "source"), "teacher_examples", int, "source")
     teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size, stage)

@@ -160,6 +160,25 @@ def runs_table(runs: pd.DataFrame) -> str:
     return markdown_table(header, rows, text_columns=4)
 
 
+def cost_table(runs: pd.DataFrame) -> str:
+    """Per method: trainable parameters and the mean wall seconds per training step over all its runs.
+
+    Every run of a report ran on the same machine under the same step budget, so the ratio to the baseline's
+    seconds per step is the method's relative training cost (wall time: other load on the machine adds noise).
+    """
+    per_step = runs.assign(_s=runs["train_seconds"] / runs["steps"]).groupby("method")
+    seconds, params = per_step["_s"].mean(), per_step["trainable_params"]
+    base = seconds.get(BASELINE)
+    rows = []
+    for method in sorted(seconds.index, key=lambda m: (seconds[m], m)):
+        low, high = int(params.get_group(method).min()), int(params.get_group(method).max())
+        count = f"{low:,}" if low == high else f"{low:,}-{high:,}"
+        ratio = DASH if base is None or base <= 0 else f"{seconds[method] / base:.2f}"
+        rows.append([method, count, str(len(per_step.get_group(method))), f"{seconds[method]:.3f}", ratio])
+    header = ["method", "trainable params", "runs", "train s/step (mean)", f"× {BASELINE}"]
+    return markdown_table(header, rows)
+
+
 def spot_choice_section(runs: pd.DataFrame) -> list[str]:
     """Which source prompt each ``spot`` run started from (chosen by zero-step dev accuracy on the target)."""
     if "spot_source" not in runs.columns:
@@ -203,6 +222,8 @@ def render_markdown(
         scores_table(summary),
         "## Mean over targets",
         means_table(summary),
+        "## Cost per method (training only; wall time on this machine)",
+        cost_table(runs),
         "## Runs (one row per seed)",
         runs_table(runs),
         *spot_choice_section(runs),

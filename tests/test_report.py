@@ -61,7 +61,7 @@ def write_runs(root: Path, accuracy: dict = ACCURACY, seeds: list[int] = SEEDS) 
         })
         _write_json(run_dir(run, root) / "history.json", [{"step": s, "loss": 1.0 / (s + 1)} for s in range(20)])
         timings.setdefault(timing_file(run.target, run.method, run.seed, root), {})[f"k{run.k}"] = {
-            "train_seconds": 123.456789
+            "train_seconds": 123.456789 if run.method == "pt" else 61.728394  # mpt: half pt's time per step
         }
     for path, data in timings.items():
         _write_json(path, data)
@@ -138,6 +138,15 @@ def test_verdict_says_who_wins_by_how_much_and_whether_it_is_significant(report_
     assert "How to read this" in text and "95% confidence interval" in text
 
 
+def test_cost_table_gives_seconds_per_step_and_the_ratio_to_pt(report_dir: Path) -> None:
+    text = (report_dir / "transfer.md").read_text(encoding="utf-8")
+    section = text.split("## Cost per method")[1].split("##")[0]
+    # 60 steps: pt 123.456789 s -> 2.058 s/step; mpt half of it; 9 runs each (3 target/k pairs x 3 seeds).
+    assert "| mpt | 596 | 9 | 1.029 | 0.50 |" in section
+    assert "| pt | 11,520 | 9 | 2.058 | 1.00 |" in section
+    assert section.index("| mpt |") < section.index("| pt |")  # cheapest first
+
+
 def test_one_seed_says_there_is_no_interval(results: Path, tmp_path: Path) -> None:
     runs = collect_runs(results, plan(seeds=[0]))
     text = render_markdown(runs, summarize(runs), collect_sources(results, SOURCES))
@@ -176,7 +185,7 @@ def test_csvs_rows_columns_and_rounding(report_dir: Path) -> None:
     assert list(rows[0]) == RUN_COLUMNS + ["mcc", "majority_rate"]
     first = rows[0]  # amazon_sentiment, mpt, k=all, seed 0
     assert (first["target"], first["method"], first["k"], first["seed"]) == ("amazon_sentiment", "mpt", "all", "0")
-    assert first["dev_accuracy"] == "0.7323" and first["train_seconds"] == "123.4568"
+    assert first["dev_accuracy"] == "0.7323" and first["train_seconds"] == "61.7284"
     with (report_dir / "summary.csv").open(encoding="utf-8", newline="") as handle:
         summary = list(csv.DictReader(handle))
     assert len(summary) == 6 and summary[0]["accuracy_ci95"] == "0.043"

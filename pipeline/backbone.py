@@ -67,11 +67,14 @@ class Prompt:
     token). None prepends them all, as prompt tuning does.
     ``prefix``: optional key/value prefix of every decoder layer, (layers, 2, B, heads, p, head_dim) with keys
     at [:, 0] and values at [:, 1] (prefix tuning; causal LMs only).
+    ``rows``: optional (B,) indices into (K, l, d) ``embeds``: row b gets prompt ``embeds[rows[b]]`` (e.g. one
+    prompt per source task in a mixed batch), so that a causal LM runs each of the K prompts once, not B times.
     """
 
     embeds: torch.Tensor
     positions: torch.Tensor | None = None
     prefix: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
 
 
 @dataclass
@@ -182,16 +185,40 @@ class Backbone(nn.Module):
     # -- internals -------------------------------------------------------------------------------
 
     def _batched(self, prompt: torch.Tensor | Prompt, batch: int) -> Prompt:
-        """The prompt as a :class:`Prompt` with (B, l, d) embeddings in the backbone's dtype."""
+        """The prompt as a :class:`Prompt` with (B, l, d) embeddings (no ``rows``) in the backbone's dtype.
+
+        On a causal LM, prompts shared by rows and placed before the input become a key/value prefix (l = 0 then).
+        """
         prompt = prompt if isinstance(prompt, Prompt) else Prompt(prompt)
-        embeds = prompt.embeds
-        if embeds.dim() == 2:
-            embeds = embeds.unsqueeze(0).expand(batch, -1, -1)
         dtype = self.input_embeddings.weight.dtype
+        embeds = prompt.embeds.to(dtype)
+        if prompt.rows is not None and embeds.dim() != 3:
+            raise PipelineError("a Prompt with rows needs (K, l, d) embeds: one prompt per distinct row")
+        if embeds.dim() == 2:
+            distinct = embeds.unsqueeze(0)  # one prompt for every row
+        else:
+            distinct = embeds if prompt.rows is not None else None  # without rows: a prompt per row, none shared
+        prepended = prompt.positions is None and prompt.prefix is None and embeds.shape[-2] > 0
+        if distinct is not None and prepended and self.info.kind == "causal":
+            # Under causal attention a prompt's tokens never see the input after them, so their keys and values
+            # are the same in every row that shares the prompt. Run each distinct prompt once and hand them on
+            # as a key/value prefix: the same numbers, ~1.2x faster training steps (benchmarks P1).
+            kv = self._prompt_keys_values(distinct)
+            kv = kv.expand(-1, -1, batch, -1, -1, -1) if prompt.rows is None else kv[:, :, prompt.rows.to(kv.device)]
+            return Prompt(embeds.new_zeros(batch, 0, embeds.shape[-1]), prefix=kv)
+        if prompt.rows is not None:
+            embeds = embeds[prompt.rows.to(embeds.device)]
+        elif embeds.dim() == 2:
+            embeds = embeds.unsqueeze(0).expand(batch, -1, -1)
         prefix = None if prompt.prefix is None else prompt.prefix.to(dtype)
         if prefix is not None and self.info.kind != "causal":
             raise PipelineError(f"a key/value prefix is not supported for this backbone ({self.info.kind})")
-        return Prompt(embeds.to(dtype), prompt.positions, prefix)
+        return Prompt(embeds, prompt.positions, prefix)
+
+    def _prompt_keys_values(self, prompts: torch.Tensor) -> torch.Tensor:
+        """Every layer's keys and values of (K, l, d) prompts at positions 0..l-1: (layers, 2, K, kv_heads, l, hd)."""
+        cache = self.model.get_decoder()(inputs_embeds=prompts, use_cache=True).cache
+        return torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers])
 
     def _joined(self, prompt: Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """Input embeddings with the virtual tokens in place (B, l + T, d) and their attention mask (B, l + T)."""

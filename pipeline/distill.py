@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from pipeline.backbone import Backbone, Scores
+from pipeline.backbone import Backbone, Prompt, Scores
 from pipeline.batching import Batch, TaskData, collate
 from pipeline.checkpoint import Checkpointer
 from pipeline.losses import distillation_loss, task_loss
@@ -67,7 +67,9 @@ def distill(
     one_pass = all(task.labels.single_token for task in tasks)
 
     def compute_loss(module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        prompt = module(batch.task_ids)  # (B, l, d)
+        # Each task's prompt once (K, l, d), with the row -> prompt index: the backbone runs K prompts, not B.
+        tasks_present, rows = batch.task_ids.unique(return_inverse=True)
+        prompt = Prompt(module(tasks_present), rows=rows)
         # With single-token label words, one forward serves the whole mixed batch; label sets differ between
         # tasks, so only the cheap label-word product is done per task.
         hidden = backbone.prediction_hidden(prompt, batch.input_ids, batch.attention_mask) if one_pass else None
@@ -77,7 +79,8 @@ def distill(
             if one_pass:
                 scores = Scores(logits=backbone.label_logits(hidden[group], tasks[k].labels), hidden=hidden[group])
             else:
-                scores = backbone(prompt[group], batch.input_ids[group], batch.attention_mask[group], tasks[k].labels)
+                scores = backbone(Prompt(prompt.embeds, rows=rows[group]), batch.input_ids[group],
+                                  batch.attention_mask[group], tasks[k].labels)
             rows = batch.rows[group].cpu()
             parts = distillation_loss(
                 scores.logits,

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from pipeline.backbone import Prompt
 from pipeline.errors import PipelineError
 from pipeline.methods.prompt_tuning import SoftPrompt
 from tiny import tiny_backbone
@@ -75,6 +76,45 @@ def test_gradients_reach_the_prompt_and_never_the_backbone(kind):
     backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits.sum().backward()
     assert prompt.weight.grad is not None and prompt.weight.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in backbone.model.parameters())
+
+
+@pytest.mark.parametrize("words", [[" positive", " negative"], [" good movie", " bad"]])
+def test_shared_prompt_run_once_as_a_prefix_equals_the_prompt_in_every_row(words):
+    """A causal LM's (l, d) prompt goes through the model once (a key/value prefix), a (B, l, d) one per row."""
+    backbone, enc, prompt = setup("causal")
+    labels = backbone.label_words(words, "test")
+    assert backbone._batched(prompt(), 3).prefix is not None  # the shortcut is taken
+    results = []
+    for per_row in (False, True):
+        prompt.weight.grad = None
+        embeds = prompt().unsqueeze(0).expand(3, -1, -1) if per_row else prompt()
+        scores = backbone(embeds, enc["input_ids"], enc["attention_mask"], labels)
+        (scores.logits.logsumexp(-1).sum() + scores.hidden.square().mean()).backward()
+        results.append((scores.logits.detach(), scores.hidden.detach(), prompt.weight.grad.clone()))
+    (logits, hidden, grad), (row_logits, row_hidden, row_grad) = results
+    assert torch.allclose(logits, row_logits, atol=1e-5) and torch.allclose(hidden, row_hidden, atol=1e-5)
+    assert grad.abs().sum() > 0 and torch.allclose(grad, row_grad, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("words", [[" positive", " negative"], [" good movie", " bad"]])
+def test_distinct_prompts_with_rows_equal_a_prompt_per_row(kind, words):
+    """Prompt(embeds=(K, l, d), rows=(B,)) scores and back-propagates as the (B, l, d) prompts it stands for."""
+    backbone, enc, _ = setup(kind)
+    labels = backbone.label_words(words, "test")
+    distinct = backbone.sample_vocab_embeddings(8, torch.Generator().manual_seed(1)).view(2, 4, -1)
+    rows = torch.tensor([1, 0, 1])
+    results = []
+    for per_row in (False, True):
+        leaf = distinct.clone().requires_grad_(True)
+        prompt = leaf[rows] if per_row else Prompt(leaf, rows=rows)
+        scores = backbone(prompt, enc["input_ids"], enc["attention_mask"], labels)
+        (scores.logits.logsumexp(-1).sum() + scores.hidden.square().mean()).backward()
+        results.append((scores.logits.detach(), leaf.grad))
+    (logits, grad), (row_logits, row_grad) = results
+    assert torch.allclose(logits, row_logits, atol=1e-5)
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
+    assert torch.allclose(grad, row_grad, atol=1e-6, rtol=1e-4)
 
 
 def test_unencodable_label_word_names_the_key():

@@ -31,12 +31,14 @@ class Prediction:
     """The best label for one input text and its probability among the task's labels."""
 
     label: str
+    word: str  # the label word that was scored, e.g. " spam" for label "1"
     probability: float
     text: str
 
     def line(self) -> str:
-        """``<label>\\t<probability>\\t<text>``; the text on one line (tabs and newlines folded), cut to 60 chars."""
-        return f"{self.label}\t{self.probability:.3f}\t{' '.join(self.text.split())[:SHOWN_CHARS]}"
+        """``<label>\\t<word>\\t<probability>\\t<text>``; the text on one line (whitespace folded), cut to 60 chars."""
+        shown = " ".join(self.text.split())[:SHOWN_CHARS]
+        return f"{self.label}\t{self.word.strip()}\t{self.probability:.3f}\t{shown}"
 
 
 def read_texts(texts: list[str], file: Path | None) -> list[str]:
@@ -82,7 +84,10 @@ def predict_texts(
 
         probabilities = predict(score, split, batch_size, backbone.device).softmax(dim=-1)  # (N, C)
     chosen, best = probabilities.max(dim=-1)  # (N,) each
-    return [Prediction(task.labels[c], p, text) for c, p, text in zip(best.tolist(), chosen.tolist(), texts)]
+    return [
+        Prediction(task.labels[c], task.label_words[c], p, text)
+        for c, p, text in zip(best.tolist(), chosen.tolist(), texts)
+    ]
 
 
 def run_predict(

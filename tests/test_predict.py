@@ -39,8 +39,8 @@ def test_predictions_are_the_argmax_of_our_scores(repo, capsys):
     probabilities = logits.softmax(-1)
     assert status == 0 and len(lines) == len(TEXTS)
     for line, text, row in zip(lines, TEXTS, probabilities):
-        label, probability, shown = line.split("\t")
-        assert label == TASK.labels[int(row.argmax())]
+        label, word, probability, shown = line.split("\t")
+        assert label == TASK.labels[int(row.argmax())] and word == TASK.label_words[int(row.argmax())].strip()
         assert probability == f"{float(row.max()):.3f}"
         assert shown == " ".join(text.split())[:60]
 
@@ -49,7 +49,7 @@ def test_file_gives_one_line_per_non_empty_line_in_order(repo, capsys, tmp_path)
     (tmp_path / "texts.txt").write_text("good movie\n\n  \nawful film\ngreat\tactor\n", encoding="utf-8")
     status, lines, err = run(capsys, "--file", "texts.txt", "--batch-size", "2")
     assert status == 0
-    assert [line.split("\t")[2] for line in lines] == ["good movie", "awful film", "great actor"]
+    assert [line.split("\t")[3] for line in lines] == ["good movie", "awful film", "great actor"]
     assert "3/3" in err  # the progress bar, on stderr only
 
 

@@ -104,7 +104,9 @@ def read_json(path: Path, made_by: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path}: not valid JSON ({exc.msg})") from exc
+        raise PipelineError(f"{path}: not valid JSON ({exc.msg}); rerun `dvc repro {made_by}`") from exc
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text, so not valid JSON; rerun `dvc repro {made_by}`") from exc
 
 
 def sha256_file(path: Path) -> str:

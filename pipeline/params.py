@@ -11,14 +11,17 @@ from pipeline.errors import PipelineError
 PARAMS_FILE = Path("params.yaml")
 
 
-def section(params: dict[str, Any], key_path: str) -> Any:
-    """Return ``params[a][b]...`` for ``key_path`` "a.b"; a missing key is a PipelineError naming the path."""
+def section(params: dict[str, Any], key_path: str, where: str = "params.yaml") -> Any:
+    """Return ``params[a][b]...`` for ``key_path`` "a.b"; a missing key is a PipelineError naming the path.
+
+    ``where`` names the file in the message (another JSON or YAML file read the same way).
+    """
     node: Any = params
     walked = []
     for part in key_path.split("."):
         walked.append(part)
         if not isinstance(node, dict) or part not in node:
-            raise PipelineError(f"params.yaml: missing key {'.'.join(walked)}")
+            raise PipelineError(f"{where}: missing key {'.'.join(walked)}")
         node = node[part]
     return node
 

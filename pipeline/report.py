@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 
 from pipeline.adapt_runs import AdaptRun, k_label, k_order, run_dir, timing_file
-from pipeline.atomic import write_bytes
+from pipeline.atomic import read_json, write_bytes
 from pipeline.charts import curves_chart, scores_chart
 from pipeline.comparison import CI, SCORES, VS, summarize
 from pipeline.errors import PipelineError
+from pipeline.params import section
 from pipeline.report_text import render_markdown
 from pipeline.tasks import ALL
 
@@ -38,30 +39,15 @@ MEAN_KEY = "mean"
 
 def _read_metrics(path: Path, stage: str) -> dict[str, Any]:
     """Load one metrics file; a missing or unreadable file names itself and the stage that writes it."""
-    if not path.is_file():
-        raise PipelineError(f"{path}: metrics file not found; it is made by stage {stage} (run `dvc repro {stage}`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path}: not valid JSON ({exc.__class__.__name__}); rerun stage {stage}") from exc
+    data = read_json(path, stage)
     if not isinstance(data, dict):
-        raise PipelineError(f"{path}: expected a JSON object at the top level; rerun stage {stage}")
+        raise PipelineError(f"{path}: expected a JSON object at the top level; rerun `dvc repro {stage}`")
     return data
-
-
-def _lookup(data: dict[str, Any], key_path: str, path: Path) -> Any:
-    """Return ``data[a][b]...`` for ``key_path`` "a.b"; a missing key names the file and the full key path."""
-    node: Any = data
-    for part in key_path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise PipelineError(f"{path}: missing key {key_path}")
-        node = node[part]
-    return node
 
 
 def _number(data: dict[str, Any], key_path: str, path: Path) -> float:
     """The number at ``key_path`` ("test.accuracy"); errors name the file and the key."""
-    value = _lookup(data, key_path, path)
+    value = section(data, key_path, where=str(path))
     # bool is an int subclass, but true/false is never a metric.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PipelineError(f"{path}: {key_path} must be a number, got {value!r}")
@@ -118,10 +104,8 @@ def collect_histories(results_dir: Path, runs: list[AdaptRun]) -> pd.DataFrame:
     frames = []
     for run in runs:
         path = run_dir(run, results_dir) / "history.json"
-        if not path.is_file():
-            raise PipelineError(f"{path}: not found; it is made by stage {run.stage} (run `dvc repro {run.stage}`)")
+        history = read_json(path, run.stage)
         try:
-            history = json.loads(path.read_text(encoding="utf-8"))
             steps = [(int(record["step"]), float(record["loss"])) for record in history]
         except (ValueError, TypeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a loss history ({exc.__class__.__name__}); rerun {run.stage}") from None

@@ -53,17 +53,23 @@ def grouped_bars(
     errors: dict[str, Sequence[float]],
     colors: dict[str, str],
     horizontal: bool = False,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> None:
     """Bars per group (x tick), one per series, with ``errors`` (half-widths; NaN: no error bar) and value labels.
 
-    ``horizontal`` puts the groups on the y axis, for long group names (experiments).
+    ``horizontal`` puts the groups on the y axis, for long group names (experiments). Error bars are drawn only
+    within ``bounds`` (an accuracy is in [0, 1]; a t interval over few seeds may reach past it, and a bar leaving
+    the axes would hide its value label); the tables give the full interval.
     """
     width = 0.8 / max(len(series), 1)
     draw = ax.barh if horizontal else ax.bar
+    low, high = bounds
     for i, (name, values) in enumerate(series.items()):
         positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         error = [0.0 if pd.isna(e) else e for e in errors.get(name, [math.nan] * len(values))]
-        bar_error = {"xerr" if horizontal else "yerr": error, "capsize": 3, "error_kw": {"linewidth": 1}}
+        below = [max(0.0, min(e, v - low)) if not pd.isna(v) else 0.0 for e, v in zip(error, values)]
+        above = [max(0.0, min(e, high - v)) if not pd.isna(v) else 0.0 for e, v in zip(error, values)]
+        bar_error = {"xerr" if horizontal else "yerr": [below, above], "capsize": 3, "error_kw": {"linewidth": 1}}
         bars = draw(positions, values, width * 0.95, label=name, color=colors[name], **bar_error)
         ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=7)
     ticks = list(range(len(groups)))
@@ -93,7 +99,7 @@ def scores_chart(summary: pd.DataFrame, majority: dict[str, float]) -> bytes:
         ax.set_title(f"{target} ({seeds} seed{'s' if seeds > 1 else ''})", fontsize=10)
         ax.set_ylim(0, 1.12)  # room above a 1.0 bar for its label
         ax.set_ylabel("test accuracy")
-    fig.suptitle("Test accuracy, mean over seeds with 95% interval", fontsize=11)
+    fig.suptitle("Test accuracy, mean over seeds with 95% interval (drawn within [0, 1])", fontsize=11)
     # One legend for all panels, in the band between the title and the panels (tight_layout ignores it).
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.87), ncols=len(labels), frameon=False)

@@ -180,7 +180,8 @@ def render_chart(table: pd.DataFrame, labels: list[str], columns: list[tuple[str
         names = [f"{group}.{method}" for g, method in columns if g == group]
         series = {name.rsplit(".", 1)[1]: table[name].astype(float).tolist() for name in names}
         errors = {name.rsplit(".", 1)[1]: table[name + CI].astype(float).tolist() for name in names}
-        grouped_bars(ax, labels, series, errors, colors, horizontal=True)
+        bounds = (-1.0, 1.0) if metric == "mcc" else (0.0, 1.0)  # the range of the metric
+        grouped_bars(ax, labels, series, errors, colors, horizontal=True, bounds=bounds)
         ax.set_title(group, fontsize=10)
         ax.set_xlim(0, 1.15)  # room right of a 1.0 bar for its label
         ax.set_xlabel(f"test {metric}")

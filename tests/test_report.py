@@ -260,3 +260,20 @@ def test_stage_main_summary(results: Path, tmp_path: Path, monkeypatch: pytest.M
         "18 runs over 2 targets -> reports/transfer.md (mean test accuracy at the largest k: mpt 0.660, pt 0.663)"
     )
     assert (tmp_path / "reports" / "metrics.json").is_file()
+
+
+def test_error_bars_are_drawn_within_the_metric_range() -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    from pipeline.charts import grouped_bars, panel_grid
+
+    _, (ax,) = panel_grid(1, (3.0, 3.0))
+    grouped_bars(ax, ["k=all"], {"a": [0.65], "b": [0.95]}, {"a": [0.73], "b": [0.02]}, {"a": "C0", "b": "C1"})
+    spans = [
+        sorted(point[1] for point in segment)
+        for bars in ax.containers
+        if isinstance(bars, ErrorbarContainer)
+        for segment in bars.lines[2][0].get_segments()
+    ]
+    assert spans[0] == pytest.approx([0.0, 1.0])  # 0.65 ± 0.73 reaches past both ends: cut at 0 and 1
+    assert spans[1] == pytest.approx([0.93, 0.97])  # inside the range: drawn as it is

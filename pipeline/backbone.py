@@ -289,7 +289,7 @@ class Backbone(nn.Module):
         hidden = None
         for ids in labels.token_ids:
             padded = ids + [ids[-1]] * (longest - len(ids))  # padding positions are ignored below
-            continuation = torch.tensor(padded[:-1], device=input_ids.device).expand(batch, -1)
+            continuation = torch.tensor(padded[:-1], dtype=torch.long, device=input_ids.device).expand(batch, -1)
             states = self._prediction_hidden(prompt, input_ids, attention_mask, continuation)  # (B, m, d)
             hidden = states[:, 0] if hidden is None else hidden
             log_probs = torch.log_softmax(states @ rows.T, dim=-1)  # (B, m, |candidates|)

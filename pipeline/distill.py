@@ -68,8 +68,8 @@ def distill(
 
     def compute_loss(module: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         # Each task's prompt once (K, l, d), with the row -> prompt index: the backbone runs K prompts, not B.
-        tasks_present, rows = batch.task_ids.unique(return_inverse=True)
-        prompt = Prompt(module(tasks_present), rows=rows)
+        tasks_present, prompt_of_row = batch.task_ids.unique(return_inverse=True)
+        prompt = Prompt(module(tasks_present), rows=prompt_of_row)
         # With single-token label words, one forward serves the whole mixed batch; label sets differ between
         # tasks, so only the cheap label-word product is done per task.
         hidden = backbone.prediction_hidden(prompt, batch.input_ids, batch.attention_mask) if one_pass else None
@@ -79,7 +79,7 @@ def distill(
             if one_pass:
                 scores = Scores(logits=backbone.label_logits(hidden[group], tasks[k].labels), hidden=hidden[group])
             else:
-                scores = backbone(Prompt(prompt.embeds, rows=rows[group]), batch.input_ids[group],
+                scores = backbone(Prompt(prompt.embeds, rows=prompt_of_row[group]), batch.input_ids[group],
                                   batch.attention_mask[group], tasks[k].labels)
             rows = batch.rows[group].cpu()
             parts = distillation_loss(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pipeline.artifacts import save_tensors
+from pipeline.backbone import LabelWords
 from pipeline.distill import distill
 from pipeline.methods import MethodContext, build_mpt
 from pipeline.methods.mpt import MultitaskPrompt
@@ -78,3 +79,15 @@ def test_target_mpt_freezes_p_by_default_and_trains_it_when_asked(tmp_path):
     assert trainable_parameter_count(trained) == L * D + L + D
     assert [group["lr"] for group in groups] == [0.05, 0.02]  # L at factor_lr, P at the full-prompt lr
     assert groups[1]["params"] == [trained.shared]
+
+
+def test_distillation_scores_a_mixed_batch_alike_with_one_pass_and_per_task_passes(sources, monkeypatch):
+    """The per-task path (taken for multi-token label words) must give each group its own task's prompt."""
+    _, one_pass = run_distill(sources)
+    # Single-token words scored the multi-token way give the same losses (log-softmax over the label tokens
+    # shifts each row's logits by a constant, which softmax, KL and cross-entropy ignore).
+    monkeypatch.setattr(LabelWords, "single_token", property(lambda self: False))
+    _, per_task = run_distill(sources)
+    for a, b in zip(one_pass.history, per_task.history):
+        for key in ("loss", "task", "kl", "mse"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key

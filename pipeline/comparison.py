@@ -38,7 +38,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             if baseline is not None and method != BASELINE:
                 vs = paired_difference(seeded["accuracy"].to_dict(), baseline["accuracy"].to_dict())
                 row.update(_columns(VS, vs))
-            # Methods keep their size across seeds; the first seed's count stands for all.
+            # The first seed's count stands for all. Most methods keep their size across seeds; cpt's grows with
+            # the drawn context's length, and the report's cost table gives its range over the runs.
             row["trainable_params"] = int(seeded["trainable_params"].iloc[0])
             rows.append(row)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -3,7 +3,7 @@
 Every figure is a ratio of medians. The two sides run interleaved in one process (A, B, A, B, ...) after
 warm-up rounds, so machine noise (other jobs on shared cores) hits both sides alike.
 
-Our steps go through the library's own loop, :func:`pipeline.train.train` (accelerate, AdamW, clipping,
+Our steps go through the library's own loop, :func:`pipeline.training.loop.train` (accelerate, AdamW, clipping,
 schedule, history), one step per call. The library has no public "one step" function, so a step is timed
 from inside ``train``: the batch iterator records the time of each ``next()`` and the call's return, which
 leaves out the per-call set-up (Accelerator, optimizer construction) and keeps only the step itself.
@@ -33,11 +33,11 @@ for _path in (REPO, REPO / "tests"):  # `pipeline` and the tiny test backbone (t
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from pipeline.backbone import Backbone, LabelWords, load_backbone  # noqa: E402
-from pipeline.batching import Batch, collate  # noqa: E402
-from pipeline.losses import task_loss  # noqa: E402
+from pipeline.model.backbone import Backbone, LabelWords, load_backbone  # noqa: E402
+from pipeline.data.batching import Batch, collate  # noqa: E402
+from pipeline.training.losses import task_loss  # noqa: E402
 from pipeline.methods.prompt_tuning import SoftPrompt  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline.training.loop import TrainConfig, train  # noqa: E402
 
 DEFAULT_BACKBONE = REPO / "models" / "backbone"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # P1 (PEFT ÷ ours) and P3 (ours ÷ bare forward+backward) on the default backbone on a CUDA GPU, under the
-# library's bf16 autocast (fp32 master weights, as pipeline.train.make_accelerator sets it up), at the default
+# library's bf16 autocast (fp32 master weights, as pipeline.training.loop.make_accelerator sets it up), at the default
 # batch (8) and at batch 64. Prints tokens/s per side and the ratios; about 1-2 minutes, capped at 5.
 #
 #   benchmarks/gpu_check.sh [BACKBONE_DIR]      # default: models/backbone (run `dvc repro backbone` first)

@@ -2,14 +2,14 @@
 
 Both sides: the same causal LM (one copy in memory), the same batch of real-looking reviews at a fixed token
 count, the same number of virtual tokens, AdamW on the prompt only, and the library's training loop
-(:func:`pipeline.train.train`: autocast, backward, clipping, step, schedule) so that only the model differs.
+(:func:`pipeline.training.loop.train`: autocast, backward, clipping, step, schedule) so that only the model differs.
 
 * PEFT: ``get_peft_model(model, PromptTuningConfig(CAUSAL_LM))``; the model's forward computes the
   full-vocabulary LM head (at every position, as ``PeftModelForCausalLM`` does by default). The loss, with
   ``--peft-loss last`` (default), is the cross-entropy of the last position's logits against the label word's
   token: exactly the same tokens as ours. With ``--peft-loss model`` it is the model's own loss, PEFT's usual
   recipe: the label token appended to the input (one more token) and ``labels`` -100 everywhere else.
-* Ours: :class:`pipeline.backbone.Backbone` (the decoder only; hidden state at the prediction position times
+* Ours: :class:`pipeline.model.backbone.Backbone` (the decoder only; hidden state at the prediction position times
   the label words' output rows) with :class:`pipeline.methods.prompt_tuning.SoftPrompt`.
 
 ``--peft-logits-to-keep 1`` passes ``logits_to_keep=1`` to the PEFT model (last-position logits only), to show

@@ -1,8 +1,8 @@
 """P2: our distillation step ÷ our plain prompt-tuning step, on the same batch. Target <= 1.1.
 
-* Distillation: :func:`pipeline.distill.distill` itself, one step per call (its MultitaskPrompt student, its
+* Distillation: :func:`pipeline.training.distill.distill` itself, one step per call (its MultitaskPrompt student, its
   per-task label-word scoring, task + λ(KL + MSE) against cached teacher logits and hidden states, its
-  parameter groups and the library's loop). distill() draws its batches from ``pipeline.distill.mixed_batches``;
+  parameter groups and the library's loop). distill() draws its batches from ``pipeline.training.distill.mixed_batches``;
   the benchmark swaps that one function for a clock that hands out the fixed batch, so both sides see the same
   tokens. The batch mixes three source tasks (rows 0,1,2,0,1,2,...), the worst case of the sampler's K ~ U{2..3}.
 * Prompt tuning: SoftPrompt + label-word scoring + task loss through the same loop, with task 0's label words.
@@ -22,10 +22,10 @@ import common
 import torch
 import yaml
 
-import pipeline.distill
-from pipeline.batching import EncodedSplit, TaskData
-from pipeline.data import TaskInfo
-from pipeline.settings import DistillSettings, StepSettings
+import pipeline.training.distill
+from pipeline.data.batching import EncodedSplit, TaskData
+from pipeline.data.prepare import TaskInfo
+from pipeline.config.params import DistillSettings, StepSettings
 
 TINY_LABEL_WORDS = [[" positive", " negative"], [" question", " person", " place", " answer", " topic", " what"],
                     [" business", " sport", " tech", " market", " game"]]
@@ -70,13 +70,13 @@ def main() -> None:
         drawn.append(True)
         return clock
 
-    pipeline.distill.mixed_batches = fixed_mixed_batches  # distill() looks the name up at call time
+    pipeline.training.distill.mixed_batches = fixed_mixed_batches  # distill() looks the name up at call time
 
     def distill_step() -> float:
         with contextlib.redirect_stderr(io.StringIO()):
-            pipeline.distill.distill(backbone, tasks, teachers, settings, one_step, 0, args.batch)
+            pipeline.training.distill.distill(backbone, tasks, teachers, settings, one_step, 0, args.batch)
         if not drawn:
-            raise SystemExit("error: distill() no longer draws batches through pipeline.distill.mixed_batches")
+            raise SystemExit("error: distill() no longer draws batches through pipeline.training.distill.mixed_batches")
         (seconds,) = clock.stop()
         return seconds
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.layout import BACKBONE_DIR, COMPARE_DIR
 
 Subparsers = argparse._SubParsersAction  # argparse exposes no public name for add_subparsers()' result
 
@@ -31,8 +32,6 @@ def _run_command(commands: Subparsers, name: str, summary: str, description: str
 
 
 def _backbone_dir(args: argparse.Namespace) -> Path:
-    from pipeline.backbone import BACKBONE_DIR
-
     return args.backbone or BACKBONE_DIR
 
 
@@ -46,7 +45,7 @@ def export_command(commands: Subparsers) -> None:
     parser.add_argument("out_dir", type=Path, help="adapter folder to write (replaced as a whole, atomically)")
 
     def handle(args: argparse.Namespace) -> None:
-        from pipeline.export import export_run
+        from pipeline.cli.export import export_run
 
         artifact = export_run(args.run_dir, args.out_dir, _backbone_dir(args))
         shape = " x ".join(map(str, artifact.prompt.shape))
@@ -73,7 +72,7 @@ def predict_command(commands: Subparsers) -> None:
     )
 
     def handle(args: argparse.Namespace) -> None:
-        from pipeline.predict import run_predict
+        from pipeline.cli.predict import run_predict
 
         predictions = run_predict(
             args.run_dir, args.text, args.file, args.batch_size, _backbone_dir(args), args.max_length
@@ -92,13 +91,13 @@ def compare_command(commands: Subparsers) -> None:
     )
     parser.add_argument("--from", dest="source", type=Path, metavar="FILE",
                         help="saved `dvc exp show --json` output (default: run it here)")
-    parser.add_argument("--out", type=Path, default=Path("reports/compare"), metavar="DIR",
+    parser.add_argument("--out", type=Path, default=COMPARE_DIR, metavar="DIR",
                         help="folder to write (default: reports/compare)")
     parser.add_argument("--metric", default="accuracy", metavar="NAME",
                         help="report metric to compare: accuracy (default), macro_f1, mcc, accuracy_vs_pt")
 
     def handle(args: argparse.Namespace) -> None:
-        from pipeline.compare import compare
+        from pipeline.cli.compare import compare
 
         print(compare(args.source, args.out, args.metric))
 

@@ -1,23 +1,12 @@
-"""DVC stage `backbone`: materialise the frozen LM once as safetensors + tokenizer under models/backbone."""
+"""DVC stage ``backbone``: ``python -m stages.backbone`` materialises the frozen LM under models/backbone.
 
-import sys
-from pathlib import Path
+The work: pipeline/flows/backbone.py.
+"""
 
-# Stages run as `python stages/<name>.py` from the repo root; make `import pipeline` work without installing.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.flows import backbone
+from pipeline.flows.stage import run_stage, stage_main
 
-from pipeline.backbone import BACKBONE_DIR  # noqa: E402
-from pipeline.backbone_source import materialise_backbone  # noqa: E402
-from pipeline.params import section  # noqa: E402
-from pipeline.schema import load_checked_params  # noqa: E402
-from pipeline.stage import run_stage  # noqa: E402
-
-
-def main(argv: list[str]) -> str:
-    spec = section(load_checked_params(), "backbone")
-    info = materialise_backbone(spec, BACKBONE_DIR, Path.cwd())
-    return f"{info.name} ({info.kind}, hidden {info.hidden_size}, vocab {info.vocab_size}) -> {BACKBONE_DIR}"
-
+main = stage_main("backbone", backbone.run)
 
 if __name__ == "__main__":
     run_stage("backbone", main)

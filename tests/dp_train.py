@@ -12,8 +12,8 @@ from accelerate import PartialState  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from pipeline.methods import MethodContext, build_method  # noqa: E402
-from pipeline.single_task import fit_and_evaluate  # noqa: E402
-from pipeline.train import TrainConfig  # noqa: E402
+from pipeline.training.fit import fit_and_evaluate  # noqa: E402
+from pipeline.training.loop import TrainConfig  # noqa: E402
 from test_train import MODEL, STEPS, toy_task  # noqa: E402
 from tiny import tiny_backbone  # noqa: E402
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.artifacts import save_tensors
-from pipeline.backbone import LabelWords
-from pipeline.distill import distill
-from pipeline.methods import MethodContext, build_mpt
+from pipeline.store.tensors import save_tensors
+from pipeline.model.backbone import LabelWords
+from pipeline.training.distill import distill
+from pipeline.methods import MethodContext
+from pipeline.methods.mpt import build as build_mpt
 from pipeline.methods.mpt import MultitaskPrompt
-from pipeline.settings import DistillSettings, ModelSettings, StepSettings
-from pipeline.single_task import teacher_outputs
-from pipeline.train import trainable_parameter_count
+from pipeline.config.params import DistillSettings, ModelSettings, StepSettings
+from pipeline.training.fit import teacher_outputs
+from pipeline.training.loop import trainable_parameter_count
 from test_train import MODEL, toy_task
 from tiny import tiny_backbone
 
@@ -73,9 +74,9 @@ def mpt_context(tmp_path, backbone, freeze_shared: bool) -> MethodContext:
 
 def test_target_mpt_freezes_p_by_default_and_trains_it_when_asked(tmp_path):
     backbone = tiny_backbone("causal")
-    frozen, frozen_groups = build_mpt(mpt_context(tmp_path, backbone, freeze_shared=True))
+    frozen, frozen_groups, _ = build_mpt(mpt_context(tmp_path, backbone, freeze_shared=True))
     assert trainable_parameter_count(frozen) == L + D and len(frozen_groups) == 1
-    trained, groups = build_mpt(mpt_context(tmp_path, backbone, freeze_shared=False))
+    trained, groups, _ = build_mpt(mpt_context(tmp_path, backbone, freeze_shared=False))
     assert trainable_parameter_count(trained) == L * D + L + D
     assert [group["lr"] for group in groups] == [0.05, 0.02]  # L at factor_lr, P at the full-prompt lr
     assert groups[1]["params"] == [trained.shared]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_dir, atomic_path, read_json, sha256_file, write_bytes, write_json, write_text
+from pipeline.store.atomic import atomic_dir, atomic_path, read_json, sha256_file, write_bytes, write_json, write_text
 from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,5 +112,5 @@ def test_sha256_file_matches_hashlib(tmp_path):
 
 
 def test_light_modules_do_not_import_torch():
-    code = "import sys, pipeline.atomic, pipeline.settings; assert 'torch' not in sys.modules"
+    code = "import sys, pipeline.store.atomic, pipeline.config.params; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.backbone import Prompt
+from pipeline.model.backbone import Prompt
 from pipeline.errors import PipelineError
 from pipeline.methods.prompt_tuning import SoftPrompt
 from tiny import tiny_backbone

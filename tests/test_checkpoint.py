@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from pipeline.checkpoint import Checkpointer
+from pipeline.training.checkpoint import Checkpointer
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext, build_method
-from pipeline.settings import ModelSettings, StepSettings
-from pipeline.single_task import fit_and_evaluate
-from pipeline.train import TrainConfig, train
+from pipeline.config.params import ModelSettings, StepSettings
+from pipeline.training.fit import fit_and_evaluate
+from pipeline.training.loop import TrainConfig, train
 from test_train import toy_task
 from tiny import tiny_backbone
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.compare import changed_params, collect_experiments, read_exp_show
+from pipeline.cli.compare import changed_params, collect_experiments, read_exp_show
 from pipeline.errors import PipelineError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "exp_show.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,11 +10,11 @@ import pytest
 import yaml
 from tiny import full_params
 
-from pipeline.data import TaskInfo, load_prepared, prepare_task, shared_texts
+from pipeline.data.prepare import TaskInfo, load_prepared, prepare_task, shared_texts
 from pipeline.errors import PipelineError
-from pipeline.tasks import TaskSpec
+from pipeline.config.tasks import TaskSpec
+from stages import prepare as stage
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_raw(folder: Path, rows: int = 60) -> None:
@@ -145,19 +144,11 @@ def test_load_prepared_missing_says_how_to_make_it(tmp_path):
 # ------------------------------------------------------------------------------------------------- the stage
 
 
-def load_stage():
-    module_spec = importlib.util.spec_from_file_location("prepare_stage", ROOT / "stages" / "prepare.py")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def test_stage_main_prepares_named_task(raw, monkeypatch):
     params = full_params({"rt": spec_dict(), "rt_b": spec_dict(), "rt_c": spec_dict()}, ["rt", "rt_b"], ["rt_c"])
     params["seed"] = 0
     (raw / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(raw)
-    stage = load_stage()
     summary = stage.main(["rt"])
     assert summary == "rt: 30/10/8 train/dev/test examples, 2 labels -> data/prepared/rt"
     assert load_prepared(raw / "data" / "prepared" / "rt")[1].sizes["train"] == 30

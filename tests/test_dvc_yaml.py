@@ -1,5 +1,7 @@
-"""dvc.yaml lists, for every stage, each library module its script imports: a code change must rerun the stage."""
+"""dvc.yaml stays true to the code: each stage depends on every library module it imports (by folder, so a change
+reruns the stage) and on nothing the code does not import, and tracks exactly the params its flow reads."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,16 +9,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config.params import TRACKED
+
 REPO = Path(__file__).resolve().parents[1]
 PROBE = """
-import importlib.util, sys
+import importlib, sys
 sys.path.insert(0, '.')
-spec = importlib.util.spec_from_file_location('stage_under_test', sys.argv[1])
-spec.loader.exec_module(importlib.util.module_from_spec(spec))
+importlib.import_module(sys.argv[1])
 for name, module in sorted(sys.modules.items()):
-    if name.startswith('pipeline') and getattr(module, '__file__', None):
+    if name.startswith(('pipeline', 'stages')) and getattr(module, '__file__', None):
         print(module.__file__)
 """
+# dvc.yaml's names for a stage's own task: ${key} (data@, foreach over the tasks mapping), ${item} (source@),
+# ${item.target} (adapt@, a matrix); TRACKED says {task}.
+OWN_TASK = re.compile(r"\$\{(key|item|item\.target)\}")
 
 
 def stage_definitions() -> dict[str, dict]:
@@ -24,37 +30,52 @@ def stage_definitions() -> dict[str, dict]:
     return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
-def imported_modules(script: str) -> set[str]:
+def stage_module(stage: dict) -> str:
+    """``stages.adapt`` from ``python -m stages.adapt ${item.target} ...``."""
+    python, flag, module, *_ = stage["cmd"].split()
+    assert (python, flag) == ("python", "-m"), stage["cmd"]
+    return module
+
+
+def imported_files(module: str) -> set[str]:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, script], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", PROBE, module], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
     )
-    return {str(Path(line).resolve().relative_to(REPO)) for line in result.stdout.split()}
+    return {str(Path(line).resolve().relative_to(REPO)) for line in result.stdout.split()} - {"stages/__init__.py"}
+
+
+def code_deps(stage: dict) -> list[str]:
+    return [d for d in stage["deps"] if isinstance(d, str) and d.startswith(("pipeline", "stages/"))]
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
 @pytest.mark.parametrize("name", sorted(stage_definitions()))
-def test_every_imported_module_is_a_dependency(name):
+def test_every_imported_module_is_a_dependency_and_every_dependency_is_imported(name):
     stage = stage_definitions()[name]
-    script = stage["cmd"].split()[1]
-    deps = [d for d in stage["deps"] if isinstance(d, str) and "${" not in d]
-    assert script in deps
-
-    def covered(path: str) -> bool:
-        return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
-
-    missing = sorted(path for path in imported_modules(script) if not covered(path))
+    deps, imported = code_deps(stage), imported_files(stage_module(stage))
+    missing = sorted(path for path in imported if not covered(path, deps))
     assert missing == [], f"stage {name}: add to its deps in dvc.yaml: {missing}"
+    unused = sorted(dep for dep in deps if not any(covered(path, [dep]) for path in imported))
+    assert unused == [], f"stage {name}: drop from its deps in dvc.yaml (not imported): {unused}"
+
+
+def test_training_stages_do_not_rerun_for_the_report_or_the_cli():
+    for name in ("source", "distill", "adapt"):
+        deps = code_deps(stage_definitions()[name])
+        assert not [d for d in deps if d.startswith(("pipeline/report", "pipeline/cli/compare", "pipeline/cli/predict"))]
+    report = code_deps(stage_definitions()["report"])
+    assert not [d for d in report if d.startswith(("pipeline/training", "pipeline/model", "pipeline/methods"))]
+
+
+@pytest.mark.parametrize("name", sorted(stage_definitions()))
+def test_each_stage_tracks_exactly_the_params_its_flow_reads(name):
+    tracked = [OWN_TASK.sub("{task}", key) for key in stage_definitions()[name]["params"]]
+    assert sorted(tracked) == sorted(TRACKED[name])
 
 
 def test_pycache_is_ignored_by_dvc():
     """Directory deps (pipeline/methods) must not hash __pycache__, or a fresh clone would look changed."""
     assert "__pycache__" in (REPO / ".dvcignore").read_text(encoding="utf-8")
-
-
-def test_adapt_logs_exactly_the_params_it_tracks():
-    sys.path.insert(0, str(REPO / "stages"))
-    try:
-        import adapt  # noqa: PLC0415 (the stage script as a module)
-    finally:
-        sys.path.pop(0)
-    tracked = [p for p in stage_definitions()["adapt"]["params"] if "${" not in p]
-    assert sorted(adapt.PARAMS) == sorted(tracked)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import section
-from pipeline.tracking import read_sections
+from pipeline.config.load import section
+from pipeline.store.tracking import read_sections
 from tiny import WORDS, save_tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]

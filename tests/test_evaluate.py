@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from pipeline.batching import EncodedSplit
-from pipeline.evaluate import matthews_corrcoef, split_metrics
+from pipeline.data.batching import EncodedSplit
+from pipeline.training.evaluate import matthews_corrcoef, split_metrics
 
 
 def test_binary_mcc_from_the_confusion_matrix():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,14 +15,14 @@ from tiny_runs import LENGTH, TASK, random_prompt, save_backbone_folder, save_re
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from pipeline.__main__ import main
-from pipeline.artifacts import load_tensors
-from pipeline.data import prepare_task
+from pipeline.store.tensors import load_tensors
+from pipeline.data.prepare import prepare_task
 from pipeline.errors import PipelineError
-from pipeline.export import EXPORT_META, PEFT_KEY, TASK_TYPES, export_run, load_peft_prompt
-from pipeline.schema import source_teachers
-from pipeline.tasks import TaskSpec
+from pipeline.cli.export import EXPORT_META, PEFT_KEY, TASK_TYPES, export_run, load_peft_prompt
+from pipeline.config.schema import source_teachers
+from pipeline.config.tasks import TaskSpec
+from stages import source as stage
 
-ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["good movie", "what is the plot of the film ? bad bad", "awful"]
 AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
 
@@ -207,9 +206,6 @@ def test_source_stage_uses_an_adapter_instead_of_training(tmp_path, monkeypatch)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     prepare_task(TaskSpec.from_params("a", spec), tmp_path / "data" / "prepared" / "a", 0, tmp_path)
-    stage_spec = importlib.util.spec_from_file_location("source_stage", ROOT / "stages" / "source.py")
-    stage = importlib.util.module_from_spec(stage_spec)
-    stage_spec.loader.exec_module(stage)
     stage.main(["a"])
     prompt, _ = load_tensors(tmp_path / "results" / "source" / "a" / "prompt.safetensors", "source")
     assert torch.equal(prompt["prompt"], random_prompt(2))

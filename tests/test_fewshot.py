@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.batching import EncodedSplit, TaskData
+from pipeline.data.batching import EncodedSplit, TaskData
 from pipeline.errors import PipelineError
-from pipeline.fewshot import class_quotas, draw_rows, few_shot_task
+from pipeline.data.fewshot import class_quotas, draw_rows, few_shot_task
 
 # 60 rows: 30 of class 0, 20 of class 1, 10 of class 2, interleaved like a shuffled split.
 LABELS = [0, 1, 0, 2, 0, 1] * 10

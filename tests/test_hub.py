@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backbone import load_backbone
-from pipeline.backbone_source import materialise_backbone
+from pipeline.model.backbone import load_backbone
+from pipeline.model.materialise import materialise_backbone
 from pipeline.errors import PipelineError
-from pipeline.schema import check_backbone_spec
-from pipeline.sources import check_source, load_raw_table, table_sha256
+from pipeline.config.schema import check_backbone_spec
+from pipeline.data.sources import check_source, load_raw_table, table_sha256
 from tiny import save_tiny_backbone
 
 WHERE = "tasks.t.source"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.losses import distillation_loss, hidden_mse, softened_kl, task_loss
+from pipeline.training.losses import distillation_loss, hidden_mse, softened_kl, task_loss
 
 
 def test_zero_when_student_equals_teacher():

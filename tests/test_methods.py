@@ -6,20 +6,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.artifacts import save_tensors
-from pipeline.backbone import Prompt
-from pipeline.batching import EncodedSplit, TaskData
+from pipeline.store.tensors import save_tensors
+from pipeline.model.backbone import Prompt
+from pipeline.data.batching import EncodedSplit, TaskData
 from pipeline.errors import PipelineError
-from pipeline.losses import task_loss
-from pipeline.markers import encode_marked, strip_markers
+from pipeline.training.losses import task_loss
+from pipeline.data.markers import encode_marked, strip_markers
 from pipeline.methods import TARGET_METHODS, MethodContext, build, spot
 from pipeline.methods.attempt import HIDDEN
 from pipeline.methods.cpt import LABEL, balanced_rows
 from pipeline.methods.ptuning import marker_groups
-from pipeline.settings import MethodSettings
-from pipeline.single_task import fit_and_evaluate
-from pipeline.tasks import TaskSpec
-from pipeline.train import TrainConfig
+from pipeline.config.params import MethodSettings
+from pipeline.training.fit import fit_and_evaluate
+from pipeline.config.tasks import TaskSpec
+from pipeline.training.loop import TrainConfig
 from test_train import MODEL, STEPS, toy_task
 from tiny import tiny_backbone
 
@@ -278,8 +278,8 @@ def test_the_data_stage_keeps_markers_in_the_template():
 
 
 def test_runs_without_a_single_prompt_are_refused_by_export_and_predict(tmp_path):
-    from pipeline.prompt_artifact import load_prompt_artifact
-    from pipeline.runs import artifact_meta, task_meta
+    from pipeline.cli.artifact import load_prompt_artifact
+    from pipeline.flows.runs import artifact_meta, task_meta
     from tiny_runs import TASK, save_backbone_folder, save_task_info
 
     backbone = save_backbone_folder(tmp_path / "backbone")

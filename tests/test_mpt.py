@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.methods.mpt import MultitaskPrompt, TargetPrompt, low_rank_ones
-from pipeline.train import trainable_parameter_count
+from pipeline.training.loop import trainable_parameter_count
 
 L, D = 6, 10
 

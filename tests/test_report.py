@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.adapt_runs import AdaptRun, run_dir, timing_file
-from pipeline.comparison import summarize
+from pipeline.layout import AdaptRun, run_dir, timing_file
+from pipeline.report.summary import summarize
 from pipeline.errors import PipelineError
-from pipeline.report import (
+from pipeline.report.build import (
     RUN_COLUMNS, SOURCE_COLUMNS, collect_histories, collect_runs, collect_sources, metrics_summary, write_report,
 )
-from pipeline.report_text import render_markdown
+from pipeline.report.markdown import render_markdown
+from pipeline.flows import report as report_flow
+from stages import report as stage
 from tiny import full_params
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
 SOURCES = ["trec", "boolq", "mnli"]
 # (target, k) -> method -> test accuracy per seed 0, 1, 2.
@@ -250,10 +250,7 @@ def test_stage_main_summary(results: Path, tmp_path: Path, monkeypatch: pytest.M
     params["adapt"]["methods"], params["seeds"] = ["pt", "mpt"], SEEDS
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("report_stage", REPO_ROOT / "stages" / "report.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    monkeypatch.setattr(stage, "_overlap_warnings", lambda targets, sources: [])  # no prepared data here
+    monkeypatch.setattr(report_flow, "overlap_warnings", lambda targets, sources: [])  # no prepared data here
     summary = stage.main([])
     # At each target's largest k (all): mpt (0.74 + 0.58) / 2, pt (0.7067 + 0.62) / 2.
     assert summary == (
@@ -265,7 +262,7 @@ def test_stage_main_summary(results: Path, tmp_path: Path, monkeypatch: pytest.M
 def test_error_bars_are_drawn_within_the_metric_range() -> None:
     from matplotlib.container import ErrorbarContainer
 
-    from pipeline.charts import grouped_bars, panel_grid
+    from pipeline.report.charts import grouped_bars, panel_grid
 
     _, (ax,) = panel_grid(1, (3.0, 3.0))
     grouped_bars(ax, ["k=all"], {"a": [0.65], "b": [0.95]}, {"a": [0.73], "b": [0.02]}, {"a": "C0", "b": "C1"})

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.sampling import EpochStream, TaskSampler
+from pipeline.data.sampling import EpochStream, TaskSampler
 
 
 @pytest.mark.parametrize("kappa", [2, 3, 5])

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import sources
+from pipeline.data import sources
 from pipeline.errors import PipelineError
-from pipeline.sources import cache_dir, fetch_wheel, load_raw_table, read_member
+from pipeline.data.sources import cache_dir, fetch_wheel, load_raw_table, read_member
 
 WHERE = "tasks.t.source"
 CSV = 'text,label,extra\n"Hello, world",pos,\nbye,neg,x\n'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.stats import Interval, mean_interval, paired_difference, t_cdf_two_sided, t_quantile
+from pipeline.report.stats import Interval, mean_interval, paired_difference, t_cdf_two_sided, t_quantile
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.tasks import TaskSpec
+from pipeline.config.tasks import TaskSpec
 
 
 def spec_dict(**overrides: object) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import STUDIO_OFFLINE, live_dir, log_run, read_sections
+from pipeline.store.tracking import STUDIO_OFFLINE, live_dir, log_run, read_sections
 
 PARAMS = {"seed": 0, "model": {"prompt_length": 4}, "adapt": {"steps": 2, "lr": 0.02, "methods": ["pt"]}}
 METRICS = {"target": "toy", "test": {"accuracy": 0.5, "macro_f1": 1 / 3}, "trainable_params": 36, "final": None}
@@ -93,7 +93,7 @@ def test_inside_a_git_repository_with_or_without_commits(tmp_path, monkeypatch, 
 
 def test_logged_files_do_not_depend_on_the_order_of_a_records_keys(tmp_path):
     """A history restored from a checkpoint has its keys sorted; a fresh one has them in loss-dict order."""
-    from pipeline.tracking import live_dir, log_run
+    from pipeline.store.tracking import live_dir, log_run
 
     fresh = [{"task": 0.5, "kl": 0.1, "loss": 0.7, "step": 0}, {"task": 0.4, "kl": 0.1, "loss": 0.6, "step": 1}]
     restored = [dict(sorted(record.items())) for record in fresh]

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from pipeline.batching import EncodedSplit, TaskData
-from pipeline.data import TaskInfo
-from pipeline.distill import distill
+from pipeline.data.batching import EncodedSplit, TaskData
+from pipeline.data.prepare import TaskInfo
+from pipeline.training.distill import distill
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext, build_method
-from pipeline.settings import DistillSettings, ModelSettings, StepSettings
-from pipeline.single_task import fit_and_evaluate, teacher_outputs
-from pipeline.train import TrainConfig, train
+from pipeline.config.params import DistillSettings, ModelSettings, StepSettings
+from pipeline.training.fit import fit_and_evaluate, teacher_outputs
+from pipeline.training.loop import TrainConfig, train
 from tiny import tiny_backbone
 
 MODEL = ModelSettings(prompt_length=4, max_length=16, batch_size=8, eval_batch_size=8)
@@ -101,7 +101,7 @@ def test_distillation_runs_and_trains_p_and_factors(kind):
 def test_length_bucketed_batches_cover_every_row_and_cut_padding():
     import random
 
-    from pipeline.batching import shuffled_batches
+    from pipeline.data.batching import shuffled_batches
 
     rng = random.Random(0)
     lengths = [rng.randint(3, 60) for _ in range(400)]

@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from pipeline.artifacts import load_tensors, save_tensors
+from pipeline.store.tensors import load_tensors, save_tensors
 from pipeline.errors import PipelineError
-from pipeline.methods import MethodContext, build_mpt
-from pipeline.schema import load_checked_params, read_params, validate
-from pipeline.settings import ModelSettings, StepSettings
+from pipeline.methods import MethodContext
+from pipeline.methods.mpt import build as build_mpt
+from pipeline.config.schema import load_checked_params, read_params, validate
+from pipeline.config.params import ModelSettings, StepSettings
 from tiny import full_params, tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,20 @@ def drop_key(params: dict, path: str) -> dict:
 
 # (description, how to break valid params, a regex the one-line message must match: the key path named)
 PARAMS_CASES = [
+    # A typo in any section fails with the key path named (it would otherwise be ignored for the default).
+    ("typo at the top level", lambda p: set_key(p, "seeed", 1), r"unknown key params\.seeed;"),
+    ("typo in model", lambda p: set_key(p, "model.batch_sise", 4), r"unknown key model\.batch_sise;"),
+    ("typo in source", lambda p: set_key(p, "source.teacher_example", 8), r"unknown key source\.teacher_example;"),
+    ("typo in distill", lambda p: set_key(p, "distill.lamda", 0.5), r"unknown key distill\.lamda;"),
+    ("typo in adapt", lambda p: set_key(p, "adapt.cpt_epsilom", 0.2), r"unknown key adapt\.cpt_epsilom;"),
+    ("typo in backbone", lambda p: set_key(p, "backbone.knid", "causal"), r"unknown key backbone\.knid;"),
+    ("typo in backbone.source", lambda p: set_key(p, "backbone.source.sha265", "x"), r"backbone\.source\.sha265"),
+    ("typo in a task", lambda p: set_key(p, "tasks.tgt.k_shots", [4]), r"unknown key tasks\.tgt\.k_shots;"),
+    ("typo in a task's source", lambda p: set_key(p, "tasks.tgt.source.formt", "csv"), r"tasks\.tgt\.source\.formt"),
+    ("typo in a task's columns", lambda p: set_key(p, "tasks.tgt.columns.txt", "a"), r"tasks\.tgt\.columns\.txt"),
+    ("typo in a task's splits", lambda p: set_key(p, "tasks.tgt.splits.valid", 2), r"tasks\.tgt\.splits\.valid"),
+    ("typo in source_teachers", lambda p: set_key(p, "source_teachers", {"src_c": "x"}), r"source_teachers\.src_c"),
+    ("model not a mapping", lambda p: set_key(p, "model", 4), r"params\.yaml: model must be a mapping"),
     ("unknown method", lambda p: set_key(p, "adapt.methods", ["mpt", "lora"]), r"adapt\.methods.*'lora'.*allowed: pt, mpt"),
     ("method listed twice", lambda p: set_key(p, "adapt.methods", ["pt", "pt"]), r"adapt\.methods lists a method twice"),
     ("no methods", lambda p: set_key(p, "adapt.methods", []), r"adapt\.methods must list at least one"),
@@ -255,7 +270,7 @@ def test_label_word_the_tokenizer_cannot_encode():
 
 
 def test_package_pin_that_does_not_match(tmp_path, monkeypatch):
-    from pipeline.sources import fetch_wheel
+    from pipeline.data.sources import fetch_wheel
 
     wheels = tmp_path / "cache" / "wheels" / "demo-1.0"
     wheels.mkdir(parents=True)

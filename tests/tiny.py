@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
-from pipeline.backbone import Backbone, BackboneInfo
+from pipeline.model.backbone import Backbone, BackboneInfo
 
 WORDS = (
     "good great fine bad awful poor movie film plot actor review what who where when how why is the a of "

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.artifacts import save_tensors
-from pipeline.atomic import write_json
-from pipeline.backbone import INFO_FILE, Backbone, BackboneInfo, load_backbone
-from pipeline.batching import TaskData
-from pipeline.data import INFO_FILE as TASK_INFO_FILE
-from pipeline.data import TaskInfo
-from pipeline.runs import artifact_meta, task_meta
-from pipeline.settings import ModelSettings
+from pipeline.store.tensors import save_tensors
+from pipeline.store.atomic import write_json
+from pipeline.model.backbone import INFO_FILE, Backbone, BackboneInfo, load_backbone
+from pipeline.data.batching import TaskData
+from pipeline.data.prepare import INFO_FILE as TASK_INFO_FILE
+from pipeline.data.prepare import TaskInfo
+from pipeline.flows.runs import artifact_meta, task_meta
+from pipeline.config.params import ModelSettings
 from tiny import save_tiny_backbone, tiny_tokenizer
 
 LENGTH = 4  # prompt length l of every test run

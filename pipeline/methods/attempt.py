@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.batching import Batch
-from pipeline.methods.common import Built, seeded, source_prompts, vocab_init
+from pipeline.data.batching import Batch
+from pipeline.methods.base import Built, MethodContext, seeded, source_prompts, vocab_init
 
-if TYPE_CHECKING:
-    from pipeline.methods import MethodContext
 
 HIDDEN = 100  # h, the projection's bottleneck (ATTEMPT's attn_W_down width)
 

@@ -13,20 +13,17 @@ PEFT's CPT loss (on the context's own labels, with decay) is not used: every met
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from peft import CPTConfig, CPTEmbedding, TaskType
 from torch import nn
 
-from pipeline.backbone import Backbone
-from pipeline.batching import Batch, TaskData
+from pipeline.model.backbone import Backbone
+from pipeline.data.batching import Batch, TaskData
 from pipeline.errors import PipelineError
-from pipeline.methods.common import Built, target_task
+from pipeline.methods.base import Built, MethodContext, target_task
 
-if TYPE_CHECKING:
-    from pipeline.methods import MethodContext
 
 SEPARATOR = "\n"  # between one example's label word and the next example
 # CPT's token types for example i (0-based): 4i + 1 template, 4i + 2 input, 4i + 3 output template, 4i + 4 label.

@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.errors import PipelineError
+from pipeline.methods.base import Built, MethodContext
+from pipeline.store.tensors import load_tensors
+
 
 def low_rank_ones(count: int | None, length: int, dim: int, rank: int, generator: torch.Generator):
     """Factors whose product is all ones (so the first prompt equals P), plus a little noise.
@@ -81,3 +85,39 @@ class TargetPrompt(nn.Module):
 
     def export(self) -> dict[str, torch.Tensor]:
         return {"u": self.u.detach(), "v": self.v.detach(), "prompt": self.forward().detach()}
+
+
+def build(ctx: MethodContext) -> Built:
+    """``mpt``: P from distillation, frozen; only L = U V trained, initialised as the mean source factors.
+
+    With ``freeze_shared`` off (an ablation), P is trained too, at the full-prompt learning rate ``lr``.
+    """
+    tensors, meta = load_tensors(
+        ctx.distill_file, "distill", expect={"backbone": ctx.backbone.info.fingerprint}
+    )
+    shared = tensors["shared"]
+    if shared.shape[0] != ctx.model.prompt_length:
+        raise PipelineError(
+            f"params.yaml: model.prompt_length is {ctx.model.prompt_length} but {ctx.distill_file} holds a P of "
+            f"length {shared.shape[0]}; rerun `dvc repro distill`"
+        )
+    train_shared = not ctx.freeze_shared
+    module = TargetPrompt(shared, tensors["u"].mean(dim=0), tensors["v"].mean(dim=0), train_shared=train_shared)
+    groups = [{"params": [module.u, module.v], "lr": ctx.steps.factor_lr}]
+    if train_shared:
+        groups.append({"params": [module.shared], "lr": ctx.steps.lr})
+    return Built(module, groups)
+
+
+def build_full(ctx: MethodContext) -> Built:
+    """``mpt_full``, the paper's target adaptation: P and L = U V both trained from distill's P and mean factors.
+
+    P is a full prompt (learning rate ``lr``), U and V factors (``factor_lr``): l·d + l·r + r·d parameters.
+    """
+    loaded, _, _ = build(ctx)  # P and the mean source factors, checked against the backbone and prompt length
+    module = TargetPrompt(loaded.shared, loaded.u, loaded.v, train_shared=True)
+    groups = [
+        {"params": [module.shared], "lr": ctx.steps.lr},
+        {"params": [module.u, module.v], "lr": ctx.steps.factor_lr},
+    ]
+    return Built(module, groups)

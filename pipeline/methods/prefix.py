@@ -13,24 +13,21 @@ Trainable: p · layers · 2 · kv_heads · head_dim.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 from peft import PrefixEncoder, PrefixTuningConfig, TaskType
 from peft.utils import _prepare_prompt_learning_config
 from torch import nn
 
-from pipeline.backbone import Backbone, Prompt
-from pipeline.batching import Batch
+from pipeline.model.backbone import Backbone, Prompt
+from pipeline.data.batching import Batch
 from pipeline.errors import PipelineError
-from pipeline.methods.common import Built, seeded
+from pipeline.methods.base import Built, MethodContext, seeded
 
-if TYPE_CHECKING:
-    from pipeline.methods import MethodContext
 
 
 class PrefixPrompt(nn.Module):
-    """A key/value prefix of p positions for every layer, as a :class:`~pipeline.backbone.Prompt`."""
+    """A key/value prefix of p positions for every layer, as a :class:`~pipeline.model.backbone.Prompt`."""
 
     def __init__(self, config: PrefixTuningConfig, hidden_size: int) -> None:
         super().__init__()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.methods.base import Built, MethodContext, vocab_init
+
 
 class SoftPrompt(nn.Module):
     """A soft prompt of shape (l, d), initialised from given rows (e.g. sampled vocabulary embeddings)."""
@@ -19,3 +21,9 @@ class SoftPrompt(nn.Module):
 
     def export(self) -> dict[str, torch.Tensor]:
         return {"prompt": self.weight.detach()}
+
+
+def build(ctx: MethodContext) -> Built:
+    """``pt``: a fresh prompt from sampled vocabulary embeddings, the baseline."""
+    module = SoftPrompt(vocab_init(ctx))
+    return Built(module, [{"params": [module.weight], "lr": ctx.steps.lr}])

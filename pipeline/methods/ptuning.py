@@ -1,7 +1,7 @@
 """P-tuning (Liu et al., 2021): virtual tokens produced by a trainable prompt encoder (PEFT's PromptEncoder).
 
 An MLP or a bidirectional LSTM (``adapt.ptuning_encoder``; hidden size d, PEFT's default) maps l trainable
-embeddings to the l virtual tokens. With ``[P]`` markers in the task template (see pipeline.markers) the virtual
+embeddings to the l virtual tokens. With ``[P]`` markers in the task template (see pipeline.data.markers) the virtual
 tokens are split evenly across the markers, the first markers taking one more when l does not divide, and each
 group is inserted where its marker stood, the template's own words staying as text (anchor tokens). Without
 markers they are prepended like a prompt.
@@ -11,20 +11,17 @@ Trainable: the l·d input embeddings plus, with h = d, the MLP's 3·d² + 3·d, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 from peft import PromptEncoder, PromptEncoderConfig
 from torch import nn
 
-from pipeline.backbone import Prompt
-from pipeline.batching import Batch
+from pipeline.model.backbone import Prompt
+from pipeline.data.batching import Batch
 from pipeline.errors import PipelineError
-from pipeline.markers import MARKER
-from pipeline.methods.common import Built, seeded, target_task
+from pipeline.data.markers import MARKER
+from pipeline.methods.base import Built, MethodContext, seeded, target_task
 
-if TYPE_CHECKING:
-    from pipeline.methods import MethodContext
 
 
 def marker_groups(markers: torch.Tensor, length: int) -> torch.Tensor:

@@ -8,18 +8,15 @@ Trainable: the l x d prompt, as ``pt``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 
-from pipeline.backbone import Backbone
-from pipeline.batching import TaskData
-from pipeline.evaluate import evaluate_prompt
-from pipeline.methods.common import Built, source_prompts, target_task
+from pipeline.model.backbone import Backbone
+from pipeline.data.batching import TaskData
+from pipeline.training.evaluate import evaluate_prompt
+from pipeline.methods.base import Built, MethodContext, source_prompts, target_task
 from pipeline.methods.prompt_tuning import SoftPrompt
 
-if TYPE_CHECKING:
-    from pipeline.methods import MethodContext
 
 
 def zero_step_scores(

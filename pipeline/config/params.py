@@ -1,0 +1,173 @@
+"""Typed views of the training sections of params.yaml (model, source, distill, adapt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.config.load import optional, positive, require, section
+
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Shared by every run on the backbone (params ``model``)."""
+
+    prompt_length: int  # virtual tokens l
+    max_length: int  # input tokens after the prompt; longer inputs lose their start
+    batch_size: int
+    eval_batch_size: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelSettings:
+        node = section(params, "model")
+        return cls(**{key: positive(node, key, int, "model") for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """A training budget and its learning rates (params ``source``, ``distill`` or ``adapt``)."""
+
+    steps: int
+    lr: float  # for full prompts (P, a teacher prompt)
+    factor_lr: float  # for low-rank factors (U, V, L), which start at 1 and move on another scale
+    warmup_steps: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], key: str) -> StepSettings:
+        node = section(params, key)
+        warmup = require(node, "warmup_steps", int, key)
+        steps = positive(node, "steps", int, key)
+        if not 0 <= warmup < steps:
+            raise PipelineError(f"params.yaml: {key}.warmup_steps must be in [0, {key}.steps), got {warmup}")
+        return cls(
+            steps=steps,
+            lr=float(positive(node, "lr", NUMBER, key)),
+            factor_lr=float(positive(node, "factor_lr", NUMBER, key)) if "factor_lr" in node else 0.0,
+            warmup_steps=warmup,
+        )
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """MPT distillation (params ``distill``): loss = task + λ·(KL_T + MSE)."""
+
+    rank: int
+    lambda_: float
+    temperature: float
+    # False: one shared prompt P for every source task, no task factors (the "no decomposition" ablation).
+    decomposition: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], prompt_length: int, hidden_size: int | None) -> DistillSettings:
+        """``hidden_size`` None checks the rank against the prompt length only (the backbone is not loaded yet)."""
+        node = section(params, "distill")
+        rank = positive(node, "rank", int, "distill")
+        limit = prompt_length if hidden_size is None else min(prompt_length, hidden_size)
+        if rank > limit:
+            raise PipelineError(
+                f"params.yaml: distill.rank must be <= {limit} (a rank-r factor of an l x d prompt needs "
+                f"r <= min(l, d); model.prompt_length is {prompt_length}), got {rank}"
+            )
+        lam = require(node, "lambda", NUMBER, "distill")
+        if lam < 0:
+            raise PipelineError(f"params.yaml: distill.lambda must be >= 0, got {lam}")
+        return cls(
+            rank=rank,
+            lambda_=float(lam),
+            temperature=float(positive(node, "temperature", NUMBER, "distill")),
+            decomposition=optional(node, "decomposition", bool, "distill", True),
+        )
+
+
+def freeze_shared(params: dict[str, Any]) -> bool:
+    """``adapt.freeze_shared``: whether target ``mpt`` keeps P frozen (True, the paper) or trains it with L."""
+    return require(section(params, "adapt"), "freeze_shared", bool, "adapt")
+
+
+def seeds_of(params: dict[str, Any]) -> list[int]:
+    """``seeds``: the adapt@ runs' seeds (prompt init, batch order, few-shot draw); distinct integers >= 0."""
+    seeds = section(params, "seeds")
+    if (
+        not isinstance(seeds, list) or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise PipelineError(f"params.yaml: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise PipelineError("params.yaml: seeds lists a seed twice")
+    return seeds
+
+
+def seed_of(params: dict[str, Any]) -> int:
+    return require(params, "seed", int, "params")
+
+
+def task_names(params: dict[str, Any], key: str) -> list[str]:
+    """``source_tasks`` or ``target_tasks``: a list of names, each defined under ``tasks``."""
+    names = section(params, key)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PipelineError(f"params.yaml: {key} must be a list of task names")
+    tasks = section(params, "tasks")
+    for name in names:
+        if name not in tasks:
+            raise PipelineError(f"params.yaml: {key} names {name!r}, which is not defined under tasks")
+    return names
+
+
+PTUNING_ENCODERS = ("mlp", "lstm")
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Knobs of single target methods (params ``adapt``); a key left out takes the default given here."""
+
+    encoder_lr: float = 0.001  # weights of small networks: ptuning's prompt encoder, attempt's attention projection
+    ptuning_encoder: str = "mlp"  # ptuning's prompt encoder: mlp | lstm (PEFT's PromptEncoder)
+    cpt_examples: int = 4  # cpt: training examples written out as the context (class-balanced, seeded)
+    cpt_epsilon: float = 0.1  # cpt: L2 radius of each context token's change, times sqrt(d / 2048) as PEFT scales it
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> MethodSettings:
+        node, defaults = section(params, "adapt"), cls()
+        encoder = defaults.ptuning_encoder
+        if "ptuning_encoder" in node:
+            encoder = require(node, "ptuning_encoder", str, "adapt")
+        if encoder not in PTUNING_ENCODERS:
+            raise PipelineError(
+                f"params.yaml: adapt.ptuning_encoder must be one of {', '.join(PTUNING_ENCODERS)}, got {encoder!r}"
+            )
+
+        def number(key: str, kind: type | tuple[type, ...]) -> Any:
+            return positive(node, key, kind, "adapt") if key in node else getattr(defaults, key)
+
+        return cls(
+            encoder_lr=float(number("encoder_lr", NUMBER)),
+            ptuning_encoder=encoder,
+            cpt_examples=number("cpt_examples", int),
+            cpt_epsilon=float(number("cpt_epsilon", NUMBER)),
+        )
+
+
+# What each stage reads from params.yaml: the one list behind dvc.yaml's `params:` (tests/test_dvc_yaml.py keeps
+# them equal), the params dvclive logs and the params a checkpoint is valid for. ``{task}`` is the stage's own
+# task (data@, source@) or target (adapt@). adapt@'s seed comes on its command line (the matrix), so adding a seed
+# to ``seeds`` reruns no existing stage.
+TRACKED: dict[str, tuple[str, ...]] = {
+    "backbone": ("backbone",),
+    "data": ("seed", "tasks.{task}"),
+    "source": ("seed", "model", "source", "source_teachers"),
+    "distill": ("seed", "model", "distill", "source_tasks"),
+    "adapt": (
+        "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
+        "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
+        "tasks.{task}",
+    ),
+    "report": ("source_tasks", "target_tasks", "adapt.methods", "seeds", "tasks"),
+}
+
+
+def tracked_keys(stage: str, task: str = "") -> tuple[str, ...]:
+    """The params keys stage ``stage`` (of task or target ``task``) reads, as dotted paths."""
+    return tuple(key.format(task=task) for key in TRACKED[stage])

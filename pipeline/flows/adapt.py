@@ -1,0 +1,76 @@
+"""Stage ``adapt@<target>-<method>-<seed>``: adapt one target with one method under one seed, once per k.
+
+Every k of ``tasks.<target>.k_shot`` gets the same step budget on its own k-shot draw (the same draw for every
+method of this seed); the k runs are written together, as ``results/adapt/<target>-<method>/seed<seed>/k<k>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from torch import nn
+
+from pipeline.config.params import (
+    MethodSettings, ModelSettings, StepSettings, freeze_shared, seeds_of, task_names, tracked_keys,
+)
+from pipeline.data.fewshot import few_shot_task
+from pipeline.errors import PipelineError
+from pipeline.flows.runs import FinishedRun, artifact_meta, checkpointer, open_backbone, open_task, task_meta
+from pipeline.flows.runs import write_run_folders
+from pipeline.layout import k_label, stage_dir, stage_name, target_specs, timing_file
+from pipeline.methods import MethodContext, build
+from pipeline.store.tracking import read_sections
+from pipeline.training.fit import fit_and_evaluate
+from pipeline.training.loop import TrainConfig
+
+
+def run(params: dict[str, Any], target: str, method: str, seed_text: str) -> str:
+    """Train and evaluate ``method`` on ``target`` for every k under seed ``seed_text``; return the summary line."""
+    if target not in task_names(params, "target_tasks"):
+        raise PipelineError(f"params.yaml: {target!r} is not listed in target_tasks")
+    if not seed_text.isdigit() or int(seed_text) not in seeds_of(params):
+        raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({seeds_of(params)})")
+    seed, spec = int(seed_text), target_specs(params)[target]
+    model, steps = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt")
+    backbone = open_backbone()
+    task = open_task(backbone, target, model)
+    stage, keys = stage_name(target, method, seed), tracked_keys("adapt", target)
+    runs, resumes = {}, []
+    for k in spec.k_shot:
+        shot = few_shot_task(task, k, seed)
+        # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
+        context = MethodContext(
+            backbone, model, steps, seed, task=shot, sources=tuple(task_names(params, "source_tasks")),
+            options=MethodSettings.from_params(params), freeze_shared=freeze_shared(params),
+        )
+        built = build(method, context)
+        rows = hashlib.sha256(repr(shot.splits["train"].token_ids).encode()).hexdigest()[:16]
+        resume = checkpointer(
+            f"{stage}/{k_label(k)}", params, keys, backbone, seed=seed, k=k, rows=rows,
+            data=task.info.source_sha256, init=_init_identity(built.module),
+        )
+        config = TrainConfig(
+            steps=steps.steps, param_groups=built.groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
+        )
+        trained = fit_and_evaluate(backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics)
+        summary = {"target": target, "method": method, "seed": seed, "k": k,
+                   "train_examples": len(shot.splits["train"]), **trained.summary(), **built.extras}
+        summary["majority_rate"] = trained.metrics["test"]["majority_rate"]
+        meta = artifact_meta(backbone, model, method=method, seed=seed, k=k, **task_meta(task))
+        runs[k_label(k)] = FinishedRun({"params": built.module.export()}, meta, summary, trained.result)
+        resumes.append(resume)  # kept until every k is written: a killed stage resumes the finished k's at once
+    out = stage_dir(target, method, seed)
+    write_run_folders(out, timing_file(target, method, seed), runs, stage, read_sections(params, keys))
+    for resume in resumes:
+        resume.clear()
+    scores = ", ".join(f"k={k}: {r.metrics['test']['accuracy']:.3f}" for k, r in zip(spec.k_shot, runs.values()))
+    return f"{method} on {target}, seed {seed}: test accuracy {scores} -> {out}"
+
+
+def _init_identity(module: nn.Module) -> str:
+    """The starting point (e.g. mpt's P and L from distill): a new P must not resume an old checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,117 @@
+"""What the training flows share: opening their inputs, a checkpoint valid for their params, writing a finished run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+
+from pipeline.store.tensors import save_tensors
+from pipeline.training.checkpoint import Checkpointer, fingerprint
+from pipeline.store.atomic import atomic_dir, write_json
+from pipeline.model.backbone import Backbone, load_backbone
+from pipeline.data.batching import TaskData, load_task
+from pipeline.config.params import ModelSettings
+from pipeline.layout import BACKBONE_DIR, CHECKPOINT_ROOT, prepared_dir
+from pipeline.store.tracking import log_run, read_sections
+from pipeline.training.loop import TrainResult
+
+DEFAULT_CHECKPOINT_EVERY = 10  # steps; a kill loses at most this many (~20 s on 2 cores)
+
+
+def checkpointer(stage: str, params: dict[str, Any], keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
+    """The checkpoint of stage instance ``stage``, valid only for the params ``keys`` it reads, backbone and extras."""
+    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **read_sections(params, keys), **extra}
+    every = params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
+    return Checkpointer(CHECKPOINT_ROOT / stage, every, fingerprint(identity))
+
+
+def open_backbone() -> Backbone:
+    """The materialised backbone on this process's device: CPU, the GPU, or under a multi-process launcher
+    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too."""
+    return load_backbone(BACKBONE_DIR, PartialState().device)
+
+
+def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:
+    return load_task(backbone, prepared_dir(name), model.max_length)
+
+
+def artifact_meta(backbone: Backbone, model: ModelSettings, **extra: Any) -> dict[str, Any]:
+    """What an artifact needs to be used safely: the backbone and tokenizer it was made with, the prompt shape."""
+    return {
+        "backbone": backbone.info.fingerprint,
+        "backbone_name": backbone.info.name,
+        "hidden_size": backbone.info.hidden_size,
+        "prompt_length": model.prompt_length,
+        **extra,
+    }
+
+
+def task_meta(task: TaskData) -> dict[str, Any]:
+    return {"task": task.name, "data_sha256": task.info.source_sha256, "label_words": task.info.label_words}
+
+
+def write_run(
+    out_dir: Path,
+    tensors: dict[str, dict[str, torch.Tensor]],
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    result: TrainResult,
+    stage: str,
+    params: dict[str, Any],
+) -> None:
+    """Write ``<name>.safetensors`` per tensor group, ``metrics.json`` and ``timing.json`` into ``out_dir``, and
+    log ``params`` (the sections stage instance ``stage`` reads), the metrics and the learning curves to
+    ``dvclive/<stage>/``. Wall time lives apart in timing.json so that every other file repeats byte for byte.
+    """
+    if not PartialState().is_main_process:
+        return  # under `accelerate launch`, one process writes
+    for name, group in tensors.items():
+        save_tensors(out_dir / f"{name}.safetensors", group, meta)
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
+    log_run(stage, params, metrics, result.history)
+
+
+@dataclass
+class FinishedRun:
+    """One trained run, ready to be written: tensor groups, their metadata, its metrics and its training record."""
+
+    tensors: dict[str, dict[str, torch.Tensor]]
+    meta: dict[str, Any]
+    metrics: dict[str, Any]
+    result: TrainResult
+
+
+def write_run_folders(
+    out_dir: Path, timing_file: Path, runs: dict[str, FinishedRun], stage: str, params: dict[str, Any]
+) -> None:
+    """Write several runs of one stage (adapt@: one per k) as ``out_dir/<name>/`` folders holding
+    ``<group>.safetensors``, ``metrics.json`` and ``history.json`` (the loss per step, which the report draws).
+
+    ``out_dir`` is replaced as a whole, so a run dropped from the stage leaves no folder behind and a killed stage
+    leaves the old folder whole. Wall times go to ``timing_file``, outside it, so the folder repeats byte for
+    byte. dvclive gets one log for the stage: curves ``train/<name>/<loss>`` and metrics under ``<name>/``.
+    """
+    if not PartialState().is_main_process:
+        return  # under `accelerate launch`, one process writes
+    with atomic_dir(out_dir) as tmp:
+        for name, run in runs.items():
+            for group, tensors in run.tensors.items():
+                save_tensors(tmp / name / f"{group}.safetensors", tensors, run.meta)
+            write_json(tmp / name / "metrics.json", run.metrics)
+            write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
+    write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
+    history = [
+        {"step": record["step"], **{f"{name}/{key}": value for key, value in record.items() if key != "step"}}
+        for name, run in runs.items()
+        for record in run.result.history
+    ]
+    log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history)
+
+
+def _rounded(record: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 6) for key, value in record.items()}

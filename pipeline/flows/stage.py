@@ -1,0 +1,45 @@
+"""What every stage script shares: its argv checked, params.yaml checked, quiet threads, one-line user errors, a
+summary line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from pipeline.config.schema import load_checked_params
+from pipeline.errors import PipelineError
+
+
+def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
+    """Run ``main(argv)`` as stage ``name``: print its summary line, or ``error: ...`` and exit 1.
+
+    ``main`` returns one summary line (what it trained, the metric, where the output went); only the first
+    process of a multi-process launch prints it.
+    User errors (:class:`PipelineError`) print one line without a traceback; bugs keep theirs.
+    """
+    # Busy-waiting OpenMP threads make two threads on a shared core ~10x slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    try:
+        summary = main(sys.argv[1:])
+    except PipelineError as exc:
+        print(f"error: {name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    # Under a multi-process launcher (torchrun, accelerate launch) every process runs the stage; one reports.
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[{name}] {summary} ({time.perf_counter() - started:.1f} s)")
+
+
+def stage_main(name: str, flow: Callable[..., str], *args: str) -> Callable[[list[str]], str]:
+    """``main(argv)`` of ``python -m stages.<name>``: ``argv`` holds ``args`` (as named in the usage line), and
+    ``flow`` gets the checked params.yaml and them, and returns the stage's summary line."""
+
+    def main(argv: list[str]) -> str:
+        if len(argv) != len(args):
+            raise PipelineError(" ".join(["usage: python -m", f"stages.{name}", *(f"<{arg}>" for arg in args)]))
+        return flow(load_checked_params(), *argv)
+
+    return main

@@ -1,0 +1,151 @@
+"""Each stage's flow run in ``tmp_path`` on a tiny random backbone and tiny local data, without DVC.
+
+The flows run in pipeline order on one shared repo folder (module-scoped fixtures): each test checks what its own
+flow wrote, given what the earlier flows wrote. The end-to-end `dvc repro` is tests/test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny import WORDS, full_params, save_tiny_backbone
+
+from pipeline.config.schema import load_checked_params
+from pipeline.errors import PipelineError
+from pipeline.flows import adapt, backbone, distill, prepare, report, source
+from pipeline.layout import METRICS_FILE, REPORTS_DIR, distill_dir, source_dir, stage_dir, timing_file
+
+LABELS = {"good": " positive", "bad": " negative"}
+TASKS = ("src_a", "src_b", "tgt")
+
+
+@contextmanager
+def inside(root: Path) -> Iterator[None]:
+    """Run with ``root`` as the working directory: every path in pipeline.layout is relative to the repo root."""
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def write_csv(path: Path, seed: int) -> None:
+    rng, vocab = random.Random(seed), [w for w in WORDS if w not in {"positive", "negative"}]
+    rows = [f"{' '.join(rng.sample(vocab, 4) + [label[:3], str(i)])},{label}" for i, label in
+            enumerate(list(LABELS) * 12)]
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A repo folder with params.yaml (2-step budgets), a tiny backbone and three tiny tasks; nothing run yet."""
+    root = tmp_path_factory.mktemp("flows")
+    save_tiny_backbone(root / "tiny-backbone")
+    tasks = {}
+    for seed, name in enumerate(TASKS):
+        write_csv(root / f"{name}.csv", seed)
+        tasks[name] = {
+            "source": {"kind": "file", "path": f"{name}.csv", "format": "csv"},
+            "columns": {"text": "text", "label": "label"}, "template": "{text} sentiment :",
+            "label_words": LABELS, "splits": {"train": 12, "dev": 6, "test": 6},
+        }
+    tasks["tgt"]["k_shot"] = [4, "all"]
+    params = full_params(tasks, ["src_a", "src_b"], ["tgt"])
+    params["backbone"] = {"name": "tiny", "kind": "causal",
+                          "source": {"kind": "local", "path": "tiny-backbone", "format": "hf"}}
+    params["model"] = {"prompt_length": 4, "max_length": 16, "batch_size": 4, "eval_batch_size": 8}
+    for stage in ("source", "distill", "adapt"):
+        params[stage]["steps"], params[stage]["warmup_steps"] = 2, 0
+    params["source"]["teacher_examples"] = 4
+    params["adapt"]["methods"] = ["mpt", "pt", "spot"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return root
+
+
+def params(root: Path) -> dict:
+    return load_checked_params(root / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def prepared(repo) -> Path:
+    with inside(repo):
+        backbone.run(params(repo))
+        for name in TASKS:
+            prepare.run(params(repo), name)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def taught(prepared) -> Path:
+    with inside(prepared):
+        for name in ("src_a", "src_b"):
+            source.run(params(prepared), name)
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def distilled(taught) -> Path:
+    with inside(taught):
+        distill.run(params(taught))
+    return taught
+
+
+@pytest.fixture(scope="module")
+def adapted(distilled) -> Path:
+    with inside(distilled):
+        for method in ("mpt", "pt", "spot"):
+            adapt.run(params(distilled), "tgt", method, "0")
+    return distilled
+
+
+def test_backbone_and_prepare_write_the_backbone_and_each_task(prepared):
+    info = json.loads((prepared / "data" / "prepared" / "tgt" / "task.json").read_text())
+    assert info["sizes"] == {"train": 12, "dev": 6, "test": 6} and sorted(info["labels"]) == ["bad", "good"]
+    assert (prepared / "models" / "backbone" / "backbone.json").is_file()
+    with inside(prepared), pytest.raises(PipelineError, match=r"no task tasks\.nope"):
+        prepare.run(params(prepared), "nope")
+
+
+def test_source_writes_a_teacher_and_its_outputs(taught):
+    with inside(taught):
+        folder = source_dir("src_a")
+        assert {path.name for path in folder.iterdir()} >= {"prompt.safetensors", "teacher.safetensors", "metrics.json"}
+        assert json.loads((folder / "metrics.json").read_text())["steps"] == 2
+        with pytest.raises(PipelineError, match=r"'tgt' is not listed in source_tasks"):
+            source.run(params(taught), "tgt")
+
+
+def test_distill_writes_the_shared_prompt_beside_the_teachers_scores(distilled):
+    with inside(distilled):
+        metrics = json.loads((distill_dir() / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"src_a", "src_b"} and metrics["steps"] == 2
+    assert set(metrics["tasks"]["src_a"]["teacher"]) == {"dev", "test"}
+
+
+def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):
+    with inside(adapted):
+        folder, timings = stage_dir("tgt", "mpt", 0), timing_file("tgt", "mpt", 0)
+        assert sorted(path.name for path in folder.iterdir()) == ["k4", "kall"]
+        few = json.loads((folder / "k4" / "metrics.json").read_text())
+        assert few["train_examples"] == 4 and few["trainable_params"] == 4 + 32  # l + d: only L is trained
+        assert set(json.loads(timings.read_text())) == {"k4", "kall"}
+        assert "spot_source" in json.loads((stage_dir("tgt", "spot", 0) / "kall" / "metrics.json").read_text())
+        with pytest.raises(PipelineError, match=r"seed '7' is not listed in seeds"):
+            adapt.run(params(adapted), "tgt", "pt", "7")
+
+
+def test_report_reads_every_planned_run(adapted):
+    with inside(adapted):
+        summary = report.run(params(adapted))
+        rows = (REPORTS_DIR / "transfer.csv").read_text().splitlines()
+        assert METRICS_FILE.is_file()
+    assert summary.startswith("6 runs over 1 targets -> reports/transfer.md")
+    assert {tuple(row.split(",")[1:3]) for row in rows[1:]} == {(m, k) for m in ("mpt", "pt", "spot") for k in ("4", "all")}

@@ -24,7 +24,7 @@ import yaml
 
 import pipeline.training.distill
 from pipeline.data.batching import EncodedSplit, TaskData
-from pipeline.data.prepare import TaskInfo
+from pipeline.data.prepared import TaskInfo
 from pipeline.config.params import DistillSettings, StepSettings
 
 TINY_LABEL_WORDS = [[" positive", " negative"], [" question", " person", " place", " answer", " topic", " what"],

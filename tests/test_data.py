@@ -10,7 +10,8 @@ import pytest
 import yaml
 from tiny import full_params
 
-from pipeline.data.prepare import TaskInfo, load_prepared, prepare_task, shared_texts
+from pipeline.data.prepare import prepare_task
+from pipeline.data.prepared import TaskInfo, load_prepared, shared_texts
 from pipeline.errors import PipelineError
 from pipeline.config.tasks import TaskSpec
 from stages import prepare as stage

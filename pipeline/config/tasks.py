@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.config.load import check_keys, optional, positive, require
-from pipeline.data.sources import check_source
+from pipeline.config.sources import check_source
 
 TASK_KEYS = (
     "source", "columns", "template", "label_words", "drop_labels", "binarize", "max_chars", "splits",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.model.backbone import Backbone, LabelWords
-from pipeline.data.prepare import TaskInfo, load_prepared
+from pipeline.data.prepared import TaskInfo, load_prepared
 from pipeline.data.markers import MARKER, encode_marked
 
 SPLITS = ("train", "dev", "test")

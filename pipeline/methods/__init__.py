@@ -39,6 +39,8 @@ def build(name: str, ctx: MethodContext) -> Built:
     if name not in TARGET_METHODS:
         raise PipelineError(f"params.yaml: adapt.methods: unknown method {name!r} (known: {', '.join(TARGET_METHODS)})")
     module, groups, extras = TARGET_METHODS[name](ctx)
+    # The report shows a method's extras by this prefix; any other name would be dropped from it.
+    assert all(key.startswith(f"{name}_") for key in extras), f"{name}: extras must be named {name}_<name>"
     return Built(module.to(ctx.backbone.device), groups, extras)
 
 

@@ -27,8 +27,9 @@ RUN_COLUMNS = [
     "target", "method", "k", "seed", "accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1",
     "trainable_params", "steps", "train_seconds",
 ]
-# Present when some run reports them (MCC: tasks that ask for it; spot_source: the source prompt spot started from).
-OPTIONAL_COLUMNS = ["mcc", "majority_rate", "spot_source"]
+# Present when some run reports them (MCC: tasks that ask for it). After them come the methods' extras: every
+# scalar ``<method>_<name>`` key of a run's metrics.json (spot_source: the source prompt spot started from).
+OPTIONAL_COLUMNS = ["mcc", "majority_rate"]
 SOURCE_COLUMNS = ["task", "teacher_accuracy", "teacher_macro_f1", "student_accuracy", "student_macro_f1"]
 DECIMALS = 4
 MEAN_KEY = "mean"
@@ -87,11 +88,20 @@ def collect_runs(results_dir: Path, runs: list[AdaptRun]) -> pd.DataFrame:
             row["mcc"] = float(_number(data, "test.mcc", path))
         if "majority_rate" in data:
             row["majority_rate"] = float(_number(data, "majority_rate", path))
-        if "spot_source" in data:
-            row["spot_source"] = str(data["spot_source"])
+        row.update(method_extras(data, run.method))
         rows.append(row)
-    columns = RUN_COLUMNS + [c for c in OPTIONAL_COLUMNS if any(c in row for row in rows)]
+    extras = sorted({key for row in rows for key in row} - set(RUN_COLUMNS) - set(OPTIONAL_COLUMNS))
+    columns = RUN_COLUMNS + [c for c in OPTIONAL_COLUMNS if any(c in row for row in rows)] + extras
     return _sorted_runs(pd.DataFrame(rows, columns=columns))
+
+
+def method_extras(metrics: dict[str, Any], method: str) -> dict[str, str | int | float]:
+    """What a method's builder added to its run's metrics.json (pipeline.methods.base.Built.extras), named
+    ``<method>_<name>``: its scalar values (a table cell each); nested ones stay in metrics.json."""
+    return {
+        key: value for key, value in metrics.items()
+        if key.startswith(f"{method}_") and isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    }
 
 
 def _sorted_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -179,16 +179,27 @@ def cost_table(runs: pd.DataFrame) -> str:
     return markdown_table(header, rows)
 
 
-def spot_choice_section(runs: pd.DataFrame) -> list[str]:
-    """Which source prompt each ``spot`` run started from (chosen by zero-step dev accuracy on the target)."""
-    if "spot_source" not in runs.columns:
-        return []
-    chosen = runs[runs["method"] == "spot"]
-    rows = [[row.target, str(row.k), str(row.seed), row.spot_source] for row in chosen.itertuples(index=False)]
-    return [
-        "## SPoT: the source prompt each run started from (best zero-step dev accuracy)",
-        markdown_table(["target", "k", "seed", "source task"], rows, text_columns=4),
-    ]
+def extras_sections(runs: pd.DataFrame) -> list[str]:
+    """Per method that reports extras (``<method>_<name>`` columns: spot's chosen source, cpt's context length), a
+    table of them, one row per run."""
+    parts = []
+    for method in sorted(runs["method"].unique()):
+        chosen = runs[runs["method"] == method]
+        names = [c for c in runs.columns if c.startswith(f"{method}_") and chosen[c].notna().any()]
+        if not names:
+            continue
+        rows = [[row.target, str(row.k), str(row.seed), *(_extra(row[name]) for name in names)]
+                for _, row in chosen.iterrows()]
+        parts += [f"## {method}: what each run reports besides its scores",
+                  markdown_table(["target", "k", "seed", *names], rows, text_columns=3 + len(names))]
+    return parts
+
+
+def _extra(value: object) -> str:
+    """A cell: an int stays an int, though pandas holds the column as float (NaN in other methods' rows)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def sources_table(sources: pd.DataFrame) -> str:
@@ -226,7 +237,7 @@ def render_markdown(
         cost_table(runs),
         "## Runs (one row per seed)",
         runs_table(runs),
-        *spot_choice_section(runs),
+        *extras_sections(runs),
         "## Source tasks: teacher prompt vs distilled multitask student",
         sources_table(sources),
         "![Test accuracy per target, k and method with 95% intervals](transfer.png)",

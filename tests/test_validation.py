@@ -17,7 +17,8 @@ from pipeline.store.tensors import load_tensors, save_tensors
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext
 from pipeline.methods.mpt import build as build_mpt
-from pipeline.config.schema import load_checked_params, read_params, validate
+from pipeline.config.load import read_params
+from pipeline.config.schema import load_checked_params, validate
 from pipeline.config.params import ModelSettings, StepSettings
 from stages import prepare as prepare_stage
 from tiny import full_params, tiny_backbone

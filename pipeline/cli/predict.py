@@ -19,8 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.training.evaluate import predict
 from pipeline.data.markers import strip_markers
 from pipeline.cli.artifact import PromptArtifact, load_prompt_artifact
-from pipeline.config.load import PARAMS_FILE
-from pipeline.config.schema import read_params
+from pipeline.config.load import PARAMS_FILE, read_params
 from pipeline.config.params import ModelSettings
 
 SHOWN_CHARS = 60  # of each text in the output line

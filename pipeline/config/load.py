@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -64,3 +66,34 @@ def check_keys(mapping: dict[str, Any], allowed: Iterable[str], where: str) -> N
         raise PipelineError(
             f"params.yaml: unknown key {where}.{unknown[0]}; allowed keys under {where}: {', '.join(allowed)}"
         )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise PipelineError(
+                    f"params.yaml: line {key_node.start_mark.line + 1}: key {key!r} is given twice; names must be unique"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Read params.yaml with duplicate keys refused (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: params file not found")
+    try:
+        params = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PipelineError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(params, dict):
+        raise PipelineError(f"{path}: expected a mapping at the top level")
+    return params

@@ -105,14 +105,16 @@ def seed_of(params: dict[str, Any]) -> int:
 
 
 def task_names(params: dict[str, Any], key: str) -> list[str]:
-    """``source_tasks`` or ``target_tasks``: a list of names, each defined under ``tasks``."""
-    names = section(params, key)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise PipelineError(f"params.yaml: {key} must be a list of task names")
-    tasks = section(params, "tasks")
+    """``source_tasks`` or ``target_tasks``: a non-empty list of distinct names, each defined under ``tasks``."""
+    names, tasks = section(params, key), section(params, "tasks")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise PipelineError(f"params.yaml: {key} must be a non-empty list of task names defined under tasks")
     for name in names:
         if name not in tasks:
             raise PipelineError(f"params.yaml: {key} names {name!r}, which is not defined under tasks")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PipelineError(f"params.yaml: {key} lists {duplicates[0]!r} twice")
     return names
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.errors import PipelineError
-from pipeline.config.load import PARAMS_FILE, check_keys, require, section
+from pipeline.config.load import PARAMS_FILE, check_keys, positive, read_params, require, section
 from pipeline.config.params import (
-    DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
+    DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of, task_names,
 )
 from pipeline.config.tasks import TaskSpec
 
@@ -42,37 +40,6 @@ METHODS = ("pt", "mpt", "mpt_full", "spot", "attempt", "prefix", "ptuning", "cpt
 MIN_SOURCE_TASKS = 2  # stochastic task sampling draws K from [2, κ]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise PipelineError(
-                    f"params.yaml: line {key_node.start_mark.line + 1}: key {key!r} is given twice; names must be unique"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """Read params.yaml with duplicate keys refused (not yet validated)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: params file not found")
-    try:
-        params = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PipelineError(f"{path}: not valid YAML{where}") from None
-    if not isinstance(params, dict):
-        raise PipelineError(f"{path}: expected a mapping at the top level")
-    return params
-
-
 def load_checked_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """Read and validate params.yaml; every stage starts here."""
     params = read_params(path)
@@ -86,7 +53,7 @@ def validate(params: dict[str, Any]) -> None:
     seed_of(params)
     seeds_of(params)
     if "checkpoint_every" in params:
-        _positive_int(params, "checkpoint_every", "params")
+        positive(params, "checkpoint_every", int, "params")
     check_backbone_spec(section(params, "backbone"))
     for name, keys in SECTION_KEYS.items():
         node = section(params, name)
@@ -96,7 +63,7 @@ def validate(params: dict[str, Any]) -> None:
     model = ModelSettings.from_params(params)
     for stage in ("source", "distill", "adapt"):
         StepSettings.from_params(params, stage)
-    _positive_int(section(params, "source"), "teacher_examples", "source")
+    positive(section(params, "source"), "teacher_examples", int, "source")
     DistillSettings.from_params(params, model.prompt_length, hidden_size=None)
     _check_methods(section(params, "adapt"))
     MethodSettings.from_params(params)
@@ -106,8 +73,8 @@ def validate(params: dict[str, Any]) -> None:
         raise PipelineError("params.yaml: tasks must be a mapping of task name -> task spec")
     for name, spec in tasks.items():
         TaskSpec.from_params(str(name), spec)
-    sources = _task_list(params, "source_tasks", tasks)
-    targets = _task_list(params, "target_tasks", tasks)
+    sources = task_names(params, "source_tasks")
+    targets = task_names(params, "target_tasks")
     for name in sources:
         if "k_shot" in tasks[name]:  # teachers always train on the whole split; a silent no-op would mislead
             raise PipelineError(
@@ -178,23 +145,3 @@ def _check_methods(adapt: dict[str, Any]) -> None:
             raise PipelineError(f"params.yaml: adapt.methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if len(set(methods)) != len(methods):
         raise PipelineError("params.yaml: adapt.methods lists a method twice")
-
-
-def _task_list(params: dict[str, Any], key: str, tasks: dict[str, Any]) -> list[str]:
-    names = section(params, key)
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise PipelineError(f"params.yaml: {key} must be a non-empty list of task names defined under tasks")
-    for name in names:
-        if name not in tasks:
-            raise PipelineError(f"params.yaml: {key} names {name!r}, which is not defined under tasks")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise PipelineError(f"params.yaml: {key} lists {duplicates[0]!r} twice")
-    return names
-
-
-def _positive_int(node: dict[str, Any], key: str, where: str) -> int:
-    value = require(node, key, int, where)
-    if value <= 0:
-        raise PipelineError(f"params.yaml: {where}.{key} must be > 0, got {value}")
-    return value

@@ -1,7 +1,7 @@
-"""P6: peak resident memory of one training stage, `python stages/source.py <task>`. Target <= 3 GB.
+"""P6: peak resident memory of one training stage, `python -m stages.source <task>`. Target <= 3 GB.
 
 In a scratch copy of the project (pipeline/, stages/, dvc.yaml, params.yaml), with ``models/backbone`` linked to
-``--backbone`` and the task's data prepared there first (`python stages/prepare.py <task>`, or linked from
+``--backbone`` and the task's data prepared there first (`python -m stages.prepare <task>`, or linked from
 ``--prepared``), the stage runs in a child process. A small Python wrapper runs the stage as its only child and
 reads ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, so nothing else (this script, the data preparation) is
 counted. ``--steps N`` shortens the training (the peak is reached at the first training step and in the
@@ -48,7 +48,7 @@ def prepare(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
     """The scratch repo with a backbone and the task's prepared data; the task's name."""
     if args.tiny:
         repo, task = scratch_repo.tiny_repo(root), args.task or "src_a"
-        run(repo, sys.executable, "stages/backbone.py")
+        run(repo, sys.executable, "-m", "stages.backbone")
     else:
         repo, task = scratch_repo.default_repo(root), args.task or "bbc_news"
         (repo / "models").mkdir()
@@ -62,7 +62,7 @@ def prepare(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
         (repo / "data" / "prepared").mkdir(parents=True)
         (repo / "data" / "prepared" / task).symlink_to((args.prepared / task).resolve(), target_is_directory=True)
     else:
-        run(repo, sys.executable, "stages/prepare.py", task)
+        run(repo, sys.executable, "-m", "stages.prepare", task)
     return repo, task
 
 
@@ -80,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p6-") as temp:
         root = args.keep or Path(temp)
         repo, task = prepare(root, args)
-        out = run(repo, sys.executable, "-c", MEASURE, sys.executable, "stages/source.py", task)
+        out = run(repo, sys.executable, "-c", MEASURE, sys.executable, "-m", "stages.source", task)
     summary = [line for line in out.splitlines() if line.startswith("[source]")]
     kib = int(next(line for line in out.splitlines() if line.startswith("maxrss_kib")).split()[1])
     print(summary[-1] if summary else "(no stage summary line)")

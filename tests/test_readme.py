@@ -55,7 +55,7 @@ COVERED: dict[str, tuple[str, str]] = {
         PREDICT_TEXT, '"--text"'
     ),
     f"python -m pipeline predict {RUN} --file messages.txt --batch-size 64 > labels.tsv": (PREDICT_FILE, '"--file"'),
-    "torchrun --nproc_per_node 2 stages/distill.py": (TWO_PROCESSES, '"--nproc_per_node", "2"'),
+    "torchrun --nproc_per_node 2 -m stages.distill": (TWO_PROCESSES, '"--nproc_per_node", "2"'),
     "dvc commit -f distill": (TWO_PROCESSES, '"commit", "-f", "distill"'),
     "dvc repro": (E2E + "test_repro_runs_every_stage", 'dvc(repo, "repro")'),
 }

@@ -129,10 +129,10 @@ def free_port() -> int:
 
 
 def test_a_stage_trained_on_two_processes_is_recorded_with_dvc_commit(repo):
-    """README, GPU section: `torchrun --nproc_per_node 2 stages/distill.py`, then `dvc commit -f distill`."""
+    """README, GPU section: `torchrun --nproc_per_node 2 -m stages.distill`, then `dvc commit -f distill`."""
     launcher = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}  # CPU processes (gloo) here
-    command = [str(launcher), "--nproc_per_node", "2", "--master_port", str(free_port()), "stages/distill.py"]
+    command = [str(launcher), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "stages.distill"]
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert len(re.findall(r"^\[distill\] ", result.stdout, flags=re.M)) == 1  # one process reports

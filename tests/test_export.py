@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,8 @@ from pipeline.__main__ import main
 from pipeline.store.tensors import load_tensors
 from pipeline.data.prepare import prepare_task
 from pipeline.errors import PipelineError
-from pipeline.cli.export import EXPORT_META, PEFT_KEY, TASK_TYPES, export_run, load_peft_prompt
+from pipeline.cli.export import EXPORT_META, PEFT_KEY, TASK_TYPES, export_run
+from pipeline.methods.prompt_tuning import load_peft_prompt
 from pipeline.config.schema import source_teachers
 from pipeline.config.tasks import TaskSpec
 from stages import source as stage

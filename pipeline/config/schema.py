@@ -122,7 +122,7 @@ def check_backbone_spec(spec: Any) -> None:
 def source_teachers(params: dict[str, Any]) -> dict[str, str]:
     """Optional params ``source_teachers``: source task -> folder of a PEFT prompt-tuning adapter.
 
-    A listed task's teacher is loaded from that adapter instead of trained (pipeline.cli.export.load_peft_prompt).
+    A listed task's teacher is loaded from that adapter instead of trained (pipeline.methods.prompt_tuning.load_peft_prompt).
     """
     teachers = params.get("source_teachers") or {}  # an empty ``source_teachers:`` is YAML null
     if not isinstance(teachers, dict):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.export import load_peft_prompt
 from pipeline.config.load import positive, section
 from pipeline.config.params import ModelSettings, StepSettings, seed_of, task_names, tracked_keys
 from pipeline.config.schema import source_teachers
@@ -14,7 +13,7 @@ from pipeline.errors import PipelineError
 from pipeline.flows.runs import artifact_meta, checkpointer, open_backbone, open_task, task_meta, write_run
 from pipeline.layout import source_dir
 from pipeline.methods import MethodContext, build_method
-from pipeline.methods.prompt_tuning import SoftPrompt
+from pipeline.methods.prompt_tuning import SoftPrompt, load_peft_prompt
 from pipeline.training.fit import evaluate_untrained, fit_and_evaluate, teacher_outputs
 from pipeline.training.loop import TrainConfig
 from pipeline.store.tracking import read_sections

@@ -1,11 +1,26 @@
-"""Prompt tuning (Lester et al., 2021): one trainable l x d matrix prepended to the input embeddings."""
+"""Prompt tuning (Lester et al., 2021): one trainable l x d matrix prepended to the input embeddings; and its
+prompt read from a PEFT prompt-tuning adapter (a source teacher trained elsewhere; the layout: pipeline/cli/export.py)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import torch
+from peft import TaskType
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
+from pipeline.errors import PipelineError
 from pipeline.methods.base import Built, MethodContext, vocab_init
+from pipeline.model.backbone import Backbone
+
+PEFT_KEY = "prompt_embeddings"  # the one tensor PEFT saves for prompt learning
+EXPORT_META = "mpt_export.json"  # our metadata beside the adapter: backbone fingerprint, task, verbalizer
+TASK_TYPES = {"causal": TaskType.CAUSAL_LM, "seq2seq": TaskType.SEQ_2_SEQ_LM}
 
 
 class SoftPrompt(nn.Module):
@@ -27,3 +42,77 @@ def build(ctx: MethodContext) -> Built:
     """``pt``: a fresh prompt from sampled vocabulary embeddings, the baseline."""
     module = SoftPrompt(vocab_init(ctx))
     return Built(module, [{"params": [module.weight], "lr": ctx.steps.lr}])
+
+
+def load_peft_prompt(folder: Path, backbone: Backbone, prompt_length: int) -> torch.Tensor:
+    """The (l, d) prompt of a PEFT prompt-tuning adapter folder, checked against ``backbone`` and l.
+
+    Weights are read with safetensors only; a pickled ``adapter_model.bin`` is refused, never unpickled.
+    """
+    folder = Path(folder)
+    config = _adapter_config(folder)
+    needs = {  # adapter_config.json key -> (the value this pipeline needs, who needs it)
+        "peft_type": ("PROMPT_TUNING", "a prompt-tuning adapter"),
+        "task_type": (TASK_TYPES[backbone.info.kind].value, f"a {backbone.info.kind} backbone"),
+        "num_virtual_tokens": (prompt_length, "params.yaml model.prompt_length"),
+        "token_dim": (backbone.hidden_size, "the backbone's hidden size"),
+    }
+    for key, (wanted, who) in needs.items():
+        if config.get(key) != wanted:
+            raise PipelineError(f"{folder}: {key} is {config.get(key)!r} but {who} needs {wanted!r}")
+    _check_export_meta(folder, backbone)
+    # PEFT's default for a missing value: 2 submodules for seq2seq, 1 otherwise.
+    submodules = config.get("num_transformer_submodules") or (2 if backbone.info.kind == "seq2seq" else 1)
+    weights = _adapter_weights(folder)
+    rows = weights.get(PEFT_KEY)
+    shape = (prompt_length * submodules, backbone.hidden_size)
+    if rows is None or tuple(rows.shape) != shape:
+        found = None if rows is None else tuple(rows.shape)
+        where = folder / SAFETENSORS_WEIGHTS_NAME
+        raise PipelineError(f"{where}: expected {PEFT_KEY!r} of shape {shape}, got {found}")
+    return rows[:prompt_length].float().clone()  # rows past l (a decoder half) are unused by prompt tuning
+
+
+def _adapter_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: no such adapter folder")
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; not a PEFT adapter folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: unreadable adapter config ({exc})") from None
+    if not isinstance(config, dict):
+        raise PipelineError(f"{path}: expected a JSON object")
+    return config
+
+
+def _adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / SAFETENSORS_WEIGHTS_NAME
+    if not path.is_file():
+        if (folder / WEIGHTS_NAME).is_file():
+            raise PipelineError(
+                f"{folder / WEIGHTS_NAME}: pickled weights are never loaded (unpickling runs code); "
+                f"save the adapter with safe_serialization=True to get {SAFETENSORS_WEIGHTS_NAME}"
+            )
+        raise PipelineError(f"{path}: not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PipelineError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+
+
+def _check_export_meta(folder: Path, backbone: Backbone) -> None:
+    """Our own exports say which backbone they were made with; a foreign adapter has no such file."""
+    path = folder / EXPORT_META
+    if not path.is_file():
+        return
+    try:
+        made_with = json.loads(path.read_text(encoding="utf-8")).get("backbone")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise PipelineError(f"{path}: unreadable export metadata ({exc})") from None
+    if made_with != backbone.info.fingerprint:
+        raise PipelineError(
+            f"{path}: exported from backbone {made_with!r} but this backbone is {backbone.info.fingerprint!r}"
+        )

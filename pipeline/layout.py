@@ -1,6 +1,7 @@
 """Every path on disk, relative to the repo root, and the runs params.yaml plans. Torch-free.
 
-No other module spells these paths (dvc.yaml repeats them as the stages' outputs). One DVC stage ``adapt@<target>-<method>-<seed>`` trains every k of its target's ``k_shot`` list and writes
+No other module spells these paths (dvc.yaml repeats them as the stages' outputs). One DVC stage
+``adapt@<target>-<method>-<seed>`` trains every k of its target's ``k_shot`` list and writes
 
     results/adapt/<target>-<method>/seed<seed>/k<k>/      one run folder per k (params.safetensors,
                                                           metrics.json, history.json), the stage's cached output
@@ -14,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pipeline.config.load import section
-from pipeline.config.params import seeds_of, task_names
-from pipeline.config.tasks import ALL, KShot, TaskSpec
+from pipeline.config.schema import Params
+from pipeline.config.tasks import ALL, KShot
 
 BACKBONE_DIR = Path("models/backbone")  # backbone: the materialised frozen LM (safetensors + tokenizer)
 PREPARED_DIR = Path("data/prepared")  # data@<task>: one folder per task
@@ -94,19 +93,12 @@ def run_dir(run: AdaptRun, results_dir: Path = RESULTS_DIR) -> Path:
     return stage_dir(run.target, run.method, run.seed, results_dir) / k_label(run.k)
 
 
-def target_specs(params: dict[str, Any]) -> dict[str, TaskSpec]:
-    """The validated spec of every target task, in ``target_tasks`` order."""
-    tasks = section(params, "tasks")
-    return {name: TaskSpec.from_params(name, tasks[name]) for name in task_names(params, "target_tasks")}
-
-
-def planned_runs(params: dict[str, Any]) -> list[AdaptRun]:
+def planned_runs(params: Params) -> list[AdaptRun]:
     """Every run params.yaml asks for: target_tasks × their k_shot × adapt.methods × seeds."""
-    methods, seeds = section(params, "adapt.methods"), seeds_of(params)
     return [
         AdaptRun(target, method, seed, k)
-        for target, spec in target_specs(params).items()
-        for k in spec.k_shot
-        for method in methods
-        for seed in seeds
+        for target in params.target_tasks
+        for k in params.tasks[target].k_shot
+        for method in params.methods
+        for seed in params.seeds
     ]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from tiny import WORDS, full_params, save_tiny_backbone
 
-from pipeline.config.schema import load_checked_params
+from pipeline.config.schema import Params, load_params
 from pipeline.errors import PipelineError
 from pipeline.flows import adapt, backbone, distill, prepare, report, source
 from pipeline.layout import METRICS_FILE, REPORTS_DIR, distill_dir, source_dir, stage_dir, timing_file
@@ -70,8 +70,8 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-def params(root: Path) -> dict:
-    return load_checked_params(root / "params.yaml")
+def params(root: Path) -> Params:
+    return load_params(root / "params.yaml")
 
 
 @pytest.fixture(scope="module")

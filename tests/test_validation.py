@@ -18,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext
 from pipeline.methods.mpt import build as build_mpt
 from pipeline.config.load import read_params
-from pipeline.config.schema import load_checked_params, validate
+from pipeline.config.schema import Params, load_checked_params, validate
 from pipeline.config.params import ModelSettings, StepSettings
 from stages import prepare as prepare_stage
 from tiny import full_params, tiny_backbone
@@ -280,3 +280,14 @@ def test_package_pin_that_does_not_match(tmp_path, monkeypatch):
     with pytest.raises(PipelineError, match=r"tasks\.x\.source\.sha256 does not match"):
         fetch_wheel("demo", "1.0", pinned, "tasks.x.source")
     assert not (wheels / "demo-1.0-py3-none-any.whl").exists()  # the bad file is not kept
+
+
+def test_params_are_typed_per_section_and_keep_the_mapping_as_read():
+    raw = base_params()
+    params = Params.from_dict(raw)
+    assert params.raw is raw and params.seed == raw["seed"] and params.seeds == tuple(raw["seeds"])
+    assert params.model == ModelSettings(**raw["model"]) and params.adapt.steps == raw["adapt"]["steps"]
+    assert params.methods == tuple(raw["adapt"]["methods"]) and params.source_tasks == ("src_a", "src_b")
+    assert params.tasks["tgt"].label_column == "label" and params.teacher_examples == raw["source"]["teacher_examples"]
+    with pytest.raises(PipelineError, match=r"unknown key adapt\.cpt_epsilom"):
+        Params.from_dict(set_key(copy.deepcopy(raw), "adapt.cpt_epsilom", 0.2))

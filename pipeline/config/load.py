@@ -1,4 +1,5 @@
-"""Small typed accessors for params.yaml with key-path errors (reading and validating it: pipeline/config/schema.py)."""
+"""Reading params.yaml (a key given twice is refused) and small typed accessors with key-path errors (validating
+it: pipeline/config/schema.py)."""
 
 from __future__ import annotations
 

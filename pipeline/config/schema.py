@@ -6,6 +6,7 @@ stages (data@) stay cheap; checks that need the backbone (hidden size, tokenizer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ TOP_LEVEL_KEYS = (
 MODEL_KEYS = tuple(ModelSettings.__dataclass_fields__)
 SOURCE_KEYS = ("steps", "lr", "warmup_steps", "teacher_examples")
 DISTILL_KEYS = ("steps", "lr", "factor_lr", "warmup_steps", "rank", "lambda", "temperature", "decomposition")
-ADAPT_KEYS = ("methods", "steps", "lr", "factor_lr", "warmup_steps", "freeze_shared", *MethodSettings.__dataclass_fields__)
+ADAPT_KEYS = (
+    "methods", "steps", "lr", "factor_lr", "warmup_steps", "freeze_shared", *MethodSettings.__dataclass_fields__,
+)
 SECTION_KEYS = {"model": MODEL_KEYS, "source": SOURCE_KEYS, "distill": DISTILL_KEYS, "adapt": ADAPT_KEYS}
 BACKBONE_KINDS = ("causal", "seq2seq")
 BACKBONE_KEYS = ("name", "kind", "source")
@@ -40,11 +43,65 @@ METHODS = ("pt", "mpt", "mpt_full", "spot", "attempt", "prefix", "ptuning", "cpt
 MIN_SOURCE_TASKS = 2  # stochastic task sampling draws K from [2, κ]
 
 
+DEFAULT_CHECKPOINT_EVERY = 10  # steps; a kill loses at most this many (~20 s on 2 cores)
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml, checked and typed: one field per section (the distill section's rank, lambda and temperature
+    are checked against the backbone's hidden size where it is loaded: DistillSettings.from_params)."""
+
+    raw: dict[str, Any]  # as read: a stage logs and hashes only its TRACKED keys of it, as DVC tracks them
+    seed: int
+    seeds: tuple[int, ...]
+    checkpoint_every: int
+    backbone: dict[str, Any]
+    model: ModelSettings
+    source: StepSettings
+    teacher_examples: int
+    distill: StepSettings
+    adapt: StepSettings
+    methods: tuple[str, ...]
+    method_options: MethodSettings
+    freeze_shared: bool
+    tasks: dict[str, TaskSpec]
+    source_tasks: tuple[str, ...]
+    target_tasks: tuple[str, ...]
+    source_teachers: dict[str, str]
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> Params:
+        """Validate ``params`` (a one-line PipelineError at the first problem) and type it."""
+        validate(params)
+        return cls(
+            raw=params,
+            seed=seed_of(params),
+            seeds=tuple(seeds_of(params)),
+            checkpoint_every=params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY),
+            backbone=section(params, "backbone"),
+            model=ModelSettings.from_params(params),
+            source=StepSettings.from_params(params, "source"),
+            teacher_examples=section(params, "source.teacher_examples"),
+            distill=StepSettings.from_params(params, "distill"),
+            adapt=StepSettings.from_params(params, "adapt"),
+            methods=tuple(section(params, "adapt.methods")),
+            method_options=MethodSettings.from_params(params),
+            freeze_shared=freeze_shared(params),
+            tasks={str(name): TaskSpec.from_params(str(name), spec) for name, spec in params["tasks"].items()},
+            source_tasks=tuple(task_names(params, "source_tasks")),
+            target_tasks=tuple(task_names(params, "target_tasks")),
+            source_teachers=source_teachers(params),
+        )
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read, validate and type params.yaml; every stage starts here."""
+    return Params.from_dict(read_params(path))
+
+
 def load_checked_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """Read and validate params.yaml; every stage starts here."""
-    params = read_params(path)
-    validate(params)
-    return params
+    """Read and validate params.yaml, as the plain mapping."""
+    return load_params(path).raw
 
 
 def validate(params: dict[str, Any]) -> None:

@@ -7,32 +7,29 @@ method of this seed); the k runs are written together, as ``results/adapt/<targe
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from torch import nn
 
-from pipeline.config.params import (
-    MethodSettings, ModelSettings, StepSettings, freeze_shared, seeds_of, task_names, tracked_keys,
-)
+from pipeline.config.params import tracked_keys
+from pipeline.config.schema import Params
 from pipeline.data.fewshot import few_shot_task
 from pipeline.errors import PipelineError
 from pipeline.flows.runs import FinishedRun, artifact_meta, checkpointer, open_backbone, open_task, task_meta
 from pipeline.flows.runs import write_run_folders
-from pipeline.layout import k_label, stage_dir, stage_name, target_specs, timing_file
+from pipeline.layout import k_label, stage_dir, stage_name, timing_file
 from pipeline.methods import MethodContext, build
 from pipeline.store.tracking import read_sections
 from pipeline.training.fit import fit_and_evaluate
 from pipeline.training.loop import TrainConfig
 
 
-def run(params: dict[str, Any], target: str, method: str, seed_text: str) -> str:
+def run(params: Params, target: str, method: str, seed_text: str) -> str:
     """Train and evaluate ``method`` on ``target`` for every k under seed ``seed_text``; return the summary line."""
-    if target not in task_names(params, "target_tasks"):
+    if target not in params.target_tasks:
         raise PipelineError(f"params.yaml: {target!r} is not listed in target_tasks")
-    if not seed_text.isdigit() or int(seed_text) not in seeds_of(params):
-        raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({seeds_of(params)})")
-    seed, spec = int(seed_text), target_specs(params)[target]
-    model, steps = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt")
+    if not seed_text.isdigit() or int(seed_text) not in params.seeds:
+        raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({list(params.seeds)})")
+    seed, spec, model, steps = int(seed_text), params.tasks[target], params.model, params.adapt
     backbone = open_backbone()
     task = open_task(backbone, target, model)
     stage, keys = stage_name(target, method, seed), tracked_keys("adapt", target)
@@ -41,8 +38,8 @@ def run(params: dict[str, Any], target: str, method: str, seed_text: str) -> str
         shot = few_shot_task(task, k, seed)
         # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
         context = MethodContext(
-            backbone, model, steps, seed, task=shot, sources=tuple(task_names(params, "source_tasks")),
-            options=MethodSettings.from_params(params), freeze_shared=freeze_shared(params),
+            backbone, model, steps, seed, task=shot, sources=params.source_tasks, options=params.method_options,
+            freeze_shared=params.freeze_shared,
         )
         built = build(method, context)
         rows = hashlib.sha256(repr(shot.splits["train"].token_ids).encode()).hexdigest()[:16]
@@ -61,7 +58,7 @@ def run(params: dict[str, Any], target: str, method: str, seed_text: str) -> str
         runs[k_label(k)] = FinishedRun({"params": built.module.export()}, meta, summary, trained.result)
         resumes.append(resume)  # kept until every k is written: a killed stage resumes the finished k's at once
     out = stage_dir(target, method, seed)
-    write_run_folders(out, timing_file(target, method, seed), runs, stage, read_sections(params, keys))
+    write_run_folders(out, timing_file(target, method, seed), runs, stage, read_sections(params.raw, keys))
     for resume in resumes:
         resume.clear()
     scores = ", ".join(f"k={k}: {r.metrics['test']['accuracy']:.3f}" for k, r in zip(spec.k_shot, runs.values()))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
 
-from pipeline.config.params import DistillSettings, ModelSettings, StepSettings, seed_of, task_names, tracked_keys
+from pipeline.config.params import DistillSettings, tracked_keys
+from pipeline.config.schema import Params
 from pipeline.flows.runs import artifact_meta, checkpointer, open_backbone, open_task, write_run
 from pipeline.layout import distill_dir, source_dir
 from pipeline.store.atomic import read_json
@@ -18,12 +18,12 @@ from pipeline.training.evaluate import evaluate_prompt
 from pipeline.training.loop import trainable_parameter_count
 
 
-def run(params: dict[str, Any]) -> str:
+def run(params: Params) -> str:
     """Distil the teachers of ``source_tasks`` into results/distill; return the summary line."""
-    names = task_names(params, "source_tasks")
-    model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "distill"), seed_of(params)
+    names = list(params.source_tasks)
+    model, steps, seed = params.model, params.distill, params.seed
     backbone = open_backbone()
-    settings = DistillSettings.from_params(params, model.prompt_length, backbone.hidden_size)
+    settings = DistillSettings.from_params(params.raw, model.prompt_length, backbone.hidden_size)
     expect = {"backbone": backbone.info.fingerprint, "prompt_length": model.prompt_length}
     tasks, teachers = [], []
     for name in names:
@@ -49,7 +49,7 @@ def run(params: dict[str, Any]) -> str:
     meta = artifact_meta(backbone, model, rank=settings.rank, source_tasks=names)
     metrics = {"tasks": per_task, "trainable_params": trainable_parameter_count(student), "steps": result.steps}
     out = distill_dir()
-    write_run(out, {"shared": student.export()}, meta, metrics, result, "distill", read_sections(params, keys))
+    write_run(out, {"shared": student.export()}, meta, metrics, result, "distill", read_sections(params.raw, keys))
     resume.clear()
     mean = sum(m["test"]["accuracy"] for m in per_task.values()) / len(per_task)
     return (

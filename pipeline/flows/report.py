@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from pipeline.config.params import task_names
+from pipeline.config.schema import Params
 from pipeline.data.prepared import shared_texts
 from pipeline.layout import REPORTS_DIR, RESULTS_DIR, planned_runs, prepared_dir
 from pipeline.report.build import collect_histories, collect_runs, collect_sources, headline_means, write_report
@@ -22,9 +21,9 @@ def overlap_warnings(targets: list[str], sources: list[str]) -> list[str]:
     return warnings
 
 
-def run(params: dict[str, Any]) -> str:
+def run(params: Params) -> str:
     """Write reports/ (transfer.csv/.md/.png, summary.csv, curves.png, metrics.json); return the summary line."""
-    targets, sources = task_names(params, "target_tasks"), task_names(params, "source_tasks")
+    targets, sources = list(params.target_tasks), list(params.source_tasks)
     planned = planned_runs(params)
     runs = collect_runs(RESULTS_DIR, planned)
     warnings = overlap_warnings(targets, sources)

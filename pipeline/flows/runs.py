@@ -15,18 +15,17 @@ from pipeline.store.atomic import atomic_dir, write_json
 from pipeline.model.backbone import Backbone, load_backbone
 from pipeline.data.batching import TaskData, load_task
 from pipeline.config.params import ModelSettings
+from pipeline.config.schema import Params
 from pipeline.layout import BACKBONE_DIR, CHECKPOINT_ROOT, prepared_dir
 from pipeline.store.tracking import log_run, read_sections
 from pipeline.training.loop import TrainResult
 
-DEFAULT_CHECKPOINT_EVERY = 10  # steps; a kill loses at most this many (~20 s on 2 cores)
 
 
-def checkpointer(stage: str, params: dict[str, Any], keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
+def checkpointer(stage: str, params: Params, keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
     """The checkpoint of stage instance ``stage``, valid only for the params ``keys`` it reads, backbone and extras."""
-    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **read_sections(params, keys), **extra}
-    every = params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
-    return Checkpointer(CHECKPOINT_ROOT / stage, every, fingerprint(identity))
+    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **read_sections(params.raw, keys), **extra}
+    return Checkpointer(CHECKPOINT_ROOT / stage, params.checkpoint_every, fingerprint(identity))
 
 
 def open_backbone() -> Backbone:

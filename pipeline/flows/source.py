@@ -4,11 +4,9 @@ cache its outputs on training rows for distillation."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pipeline.config.load import positive, section
-from pipeline.config.params import ModelSettings, StepSettings, seed_of, task_names, tracked_keys
-from pipeline.config.schema import source_teachers
+from pipeline.config.params import tracked_keys
+from pipeline.config.schema import Params
 from pipeline.errors import PipelineError
 from pipeline.flows.runs import artifact_meta, checkpointer, open_backbone, open_task, task_meta, write_run
 from pipeline.layout import source_dir
@@ -19,16 +17,16 @@ from pipeline.training.loop import TrainConfig
 from pipeline.store.tracking import read_sections
 
 
-def run(params: dict[str, Any], name: str) -> str:
+def run(params: Params, name: str) -> str:
     """Train (or import) the teacher of source task ``name`` into results/source/<name>; return the summary line."""
-    if name not in task_names(params, "source_tasks"):
+    if name not in params.source_tasks:
         raise PipelineError(f"params.yaml: {name!r} is not listed in source_tasks")
-    model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "source"), seed_of(params)
+    model, steps, seed = params.model, params.source, params.seed
     backbone = open_backbone()
     task = open_task(backbone, name, model)
     stage, keys = f"source@{name}", tracked_keys("source", name)
     resume = checkpointer(stage, params, keys, backbone, data=task.info.source_sha256)
-    adapter = source_teachers(params).get(name)
+    adapter = params.source_teachers.get(name)
     if adapter:  # trained elsewhere: a PEFT prompt-tuning adapter, evaluated and cached like a trained teacher
         module = SoftPrompt(load_peft_prompt(Path(adapter), backbone, model.prompt_length)).to(backbone.device)
         trained = evaluate_untrained(backbone, module, task, model, stage)
@@ -38,11 +36,13 @@ def run(params: dict[str, Any], name: str) -> str:
             steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
         )
         trained = fit_and_evaluate(backbone, module, task, model, config, stage)
-    count = positive(section(params, "source"), "teacher_examples", int, "source")
-    teacher = teacher_outputs(backbone, module.weight.detach(), task, count, model.eval_batch_size, stage)
+    teacher = teacher_outputs(
+        backbone, module.weight.detach(), task, params.teacher_examples, model.eval_batch_size, stage
+    )
     meta = artifact_meta(backbone, model, **task_meta(task))
     out = source_dir(name)
     tensors = {"prompt": module.export(), "teacher": teacher}
-    write_run(out, tensors, meta, {"task": name, **trained.summary()}, trained.result, stage, read_sections(params, keys))
+    metrics = {"task": name, **trained.summary()}
+    write_run(out, tensors, meta, metrics, trained.result, stage, read_sections(params.raw, keys))
     resume.clear()
     return f"teacher for {name}: test accuracy {trained.metrics['test']['accuracy']:.3f} -> {out}"

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from pipeline.config.schema import load_checked_params
+from pipeline.config.schema import load_params
 from pipeline.errors import PipelineError
 
 
@@ -35,11 +35,11 @@ def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
 
 def stage_main(name: str, flow: Callable[..., str], *args: str) -> Callable[[list[str]], str]:
     """``main(argv)`` of ``python -m stages.<name>``: ``argv`` holds ``args`` (as named in the usage line), and
-    ``flow`` gets the checked params.yaml and them, and returns the stage's summary line."""
+    ``flow`` gets the checked, typed params.yaml (config.schema.Params) and them, and returns the summary line."""
 
     def main(argv: list[str]) -> str:
         if len(argv) != len(args):
             raise PipelineError(" ".join(["usage: python -m", f"stages.{name}", *(f"<{arg}>" for arg in args)]))
-        return flow(load_checked_params(), *argv)
+        return flow(load_params(), *argv)
 
     return main

@@ -37,7 +37,8 @@ assert tuple(TARGET_METHODS) == METHODS, "pipeline.config.schema.METHODS must li
 def build(name: str, ctx: MethodContext) -> Built:
     """Build method ``name``: its module on the backbone's device, its optimizer groups and its metrics extras."""
     if name not in TARGET_METHODS:
-        raise PipelineError(f"params.yaml: adapt.methods: unknown method {name!r} (known: {', '.join(TARGET_METHODS)})")
+        known = ", ".join(TARGET_METHODS)
+        raise PipelineError(f"params.yaml: adapt.methods: unknown method {name!r} (known: {known})")
     module, groups, extras = TARGET_METHODS[name](ctx)
     # The report shows a method's extras by this prefix; any other name would be dropped from it.
     assert all(key.startswith(f"{name}_") for key in extras), f"{name}: extras must be named {name}_<name>"

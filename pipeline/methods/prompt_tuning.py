@@ -1,5 +1,6 @@
 """Prompt tuning (Lester et al., 2021): one trainable l x d matrix prepended to the input embeddings; and its
-prompt read from a PEFT prompt-tuning adapter (a source teacher trained elsewhere; the layout: pipeline/cli/export.py)."""
+prompt read from a PEFT prompt-tuning adapter (a source teacher trained elsewhere; the adapter layout:
+pipeline/cli/export.py)."""
 
 from __future__ import annotations
 

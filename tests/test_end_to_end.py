@@ -244,5 +244,5 @@ def test_adding_every_other_method_runs_only_their_stages(repo):
     spot = json.loads((repo / "results/adapt/tgt_a-spot/seed0/kall/metrics.json").read_text())
     assert spot["spot_source"] in {"src_a", "src_b"}
     report = (repo / "reports" / "transfer.md").read_text()
-    assert "## SPoT: the source prompt each run started from" in report
+    assert "## spot: what each run reports besides its scores" in report  # its extras, shown generically
     assert f"| tgt_a | all | 0 | {spot['spot_source']} |" in report

@@ -20,6 +20,7 @@ from pipeline.config.params import MethodSettings
 from pipeline.training.fit import fit_and_evaluate
 from pipeline.config.tasks import TaskSpec
 from pipeline.training.loop import TrainConfig
+from pipeline.data.prepare import to_examples
 from test_train import MODEL, STEPS, toy_task
 from tiny import tiny_backbone
 
@@ -271,7 +272,7 @@ def test_the_data_stage_keeps_markers_in_the_template():
         "template": "[P] Review: {text} [P] Sentiment:", "label_words": {"a": " good", "b": " bad"},
         "splits": {"train": 4, "dev": 2, "test": 2},
     })
-    examples = spec.to_examples(pd.DataFrame({"t": ["fine film"], "y": ["a"]}), "x.csv")
+    examples = to_examples(spec, pd.DataFrame({"t": ["fine film"], "y": ["a"]}), "x.csv")
     assert spec.template == "[P] Review: {text} [P] Sentiment:"
     assert examples["input"].tolist() == ["[P] Review: fine film [P] Sentiment:"]
     assert np.array_equal(examples["label"].to_numpy(), [0])

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.config.tasks import TaskSpec
+from pipeline.data.prepare import to_examples
 
 
 def spec_dict(**overrides: object) -> dict:
@@ -89,7 +90,7 @@ def test_spec_must_be_a_mapping():
 
 def test_examples_fill_template_and_normalise_whitespace():
     df = table(review=["  A  great\n\tfilm ", "Dull."], rating=["fresh", " rotten "], other=["x", "y"])
-    examples = make().to_examples(df, "raw.csv")
+    examples = to_examples(make(), df, "raw.csv")
     assert examples.to_dict("list") == {
         "input": ["Review: A great film\nSentiment:", "Review: Dull.\nSentiment:"],
         "label": [0, 1],
@@ -100,23 +101,23 @@ def test_examples_fill_template_and_normalise_whitespace():
 
 def test_yaml_int_labels_match_string_cells():
     spec = make(label_words={0: " normal", 1: " spam"})
-    assert list(spec.to_examples(table(review=["a", "b"], rating=["1", "0"]), "f")["label"]) == [1, 0]
+    assert list(to_examples(spec, table(review=["a", "b"], rating=["1", "0"]), "f")["label"]) == [1, 0]
 
 
 def test_drop_labels_removes_rows():
     df = table(review=["a", "b", "c"], rating=["fresh", "plot", "rotten"])
-    assert list(make(drop_labels=["plot"]).to_examples(df, "f")["key"]) == ["a", "c"]
+    assert list(to_examples(make(drop_labels=["plot"]), df, "f")["key"]) == ["a", "c"]
 
 
 def test_unknown_label_names_label_and_key_path():
     df = table(review=["a", "b"], rating=["fresh", "plot"])
     with pytest.raises(PipelineError, match=r"raw\.csv: label 'plot' .*tasks\.rt\.label_words"):
-        make().to_examples(df, "raw.csv")
+        to_examples(make(), df, "raw.csv")
 
 
 def test_missing_column_names_column_file_and_key_path():
     with pytest.raises(PipelineError, match=r"raw\.csv: no column 'review' \(params\.yaml: tasks\.rt\.columns;"):
-        make().to_examples(table(text=["a"], rating=["fresh"]), "raw.csv")
+        to_examples(make(), table(text=["a"], rating=["fresh"]), "raw.csv")
 
 
 def test_binarize_threshold_and_non_numeric():
@@ -125,9 +126,9 @@ def test_binarize_threshold_and_non_numeric():
         binarize={"threshold": 0.0, "above": "positive", "below": "negative"},
     )
     df = table(review=["good", "meh", "bad"], rating=["1.5", "0", "-2"])
-    assert spec.to_examples(df, "f").to_dict("list")["label"] == [0, 1]
+    assert to_examples(spec, df, "f").to_dict("list")["label"] == [0, 1]
     with pytest.raises(PipelineError, match=r"amazon\.tsv: column 'rating' has non-numeric value 'n/a'"):
-        spec.to_examples(table(review=["x", "y"], rating=["1", "n/a"]), "amazon.tsv")
+        to_examples(spec, table(review=["x", "y"], rating=["1", "n/a"]), "amazon.tsv")
 
 
 def test_max_chars_cuts_at_word_boundary():
@@ -135,7 +136,7 @@ def test_max_chars_cuts_at_word_boundary():
     df = table(
         review=["short one", "the quick brown fox", "abcdefghijklmnopq", "twelve chars ok"], rating=["fresh"] * 4
     )
-    keys = spec.to_examples(df, "f")["key"].tolist()
+    keys = to_examples(spec, df, "f")["key"].tolist()
     assert keys == ["short one", "the quick", "abcdefghijkl", "twelve chars"]
 
 
@@ -145,11 +146,11 @@ def test_sentence_pairs_use_text_b():
         template="{text}\nQuestion: {text_b}?\nAnswer:",
     )
     df = table(premise=["It  rains."], hypothesis=[" It is wet "], rating=["rotten"])
-    examples = spec.to_examples(df, "f")
+    examples = to_examples(spec, df, "f")
     assert examples.loc[0, "input"] == "It rains.\nQuestion: It is wet?\nAnswer:"
     assert examples.loc[0, "key"] == "It rains.\tIt is wet"
 
 
 def test_template_braces_are_escaped_and_values_not_reformatted():
     spec = make(template="{{json}} {text}")
-    assert spec.to_examples(table(review=["{text}"], rating=["fresh"]), "f").loc[0, "input"] == "{json} {text}"
+    assert to_examples(spec, table(review=["{text}"], rating=["fresh"]), "f").loc[0, "input"] == "{json} {text}"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.config.load import check_keys, optional, positive, require
@@ -26,7 +23,6 @@ KShot = int | str  # a positive number of training examples, or ALL
 SPLITS = ("train", "dev", "test")
 # Separates text and text_b in an example's dedup key; normalised text never contains a tab.
 KEY_SEP = "\t"
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -97,70 +93,6 @@ class TaskSpec:
             k_shot=_k_shot(spec.get("k_shot", [ALL]), splits["train"], f"{where}.k_shot"),
             metrics=_metrics(spec.get("metrics", list(ALWAYS)), f"{where}.metrics"),
         )
-
-    def to_examples(self, df: pd.DataFrame, where_file: str) -> pd.DataFrame:
-        """Prompted examples: columns ``input`` (filled template), ``label`` (index into labels), ``key`` (dedup).
-
-        Rows whose raw label is in ``drop_labels`` (or equals the binarize threshold) are left out, so
-        ``len(df) - len(result)`` is the number dropped for their label.  Empty texts are kept (callers count them).
-        """
-        wanted = [self.text_column, self.label_column] + ([self.text_b_column] if self.text_b_column else [])
-        for column in wanted:
-            if column not in df.columns:
-                known = ", ".join(map(str, df.columns[:20]))
-                raise PipelineError(
-                    f"{where_file}: no column {column!r} (params.yaml: {self.where}.columns; file has {known})"
-                )
-        raw = df[self.label_column].fillna("").astype(str).str.strip()
-        keep = ~raw.isin(self.drop_labels)
-        if self.binarize:
-            raw, keep = self._binarized(raw, keep, where_file)
-        index = {label: position for position, label in enumerate(self.labels)}
-        unknown = sorted(set(raw[keep]) - set(index))
-        if unknown:
-            shown = ", ".join(repr(label) for label in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-            raise PipelineError(
-                f"{where_file}: label {shown} in column {self.label_column!r} is not in params.yaml:"
-                f" {self.where}.label_words ({', '.join(self.labels)}) nor in {self.where}.drop_labels"
-            )
-        texts = self._texts(df.loc[keep, self.text_column])
-        if self.text_b_column:
-            texts_b = self._texts(df.loc[keep, self.text_b_column])
-            inputs = [self.template.format(text=a, text_b=b) for a, b in zip(texts, texts_b, strict=True)]
-            key = texts + KEY_SEP + texts_b
-        else:
-            inputs = [self.template.format(text=text) for text in texts]
-            key = texts
-        return pd.DataFrame(
-            {"input": inputs, "label": raw[keep].map(index).astype("int64").to_numpy(), "key": key.to_numpy()}
-        )
-
-    def _binarized(self, raw: pd.Series, keep: pd.Series, where_file: str) -> tuple[pd.Series, pd.Series]:
-        assert self.binarize is not None
-        values = pd.to_numeric(raw.where(keep, "0"), errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            raise PipelineError(
-                f"{where_file}: column {self.label_column!r} has non-numeric value {raw[bad].iloc[0]!r}"
-                f" (data row {bad.to_numpy().argmax() + 1}); params.yaml: {self.where}.binarize needs numbers"
-            )
-        threshold = self.binarize.threshold
-        labels = pd.Series(self.binarize.above, index=raw.index).where(values > threshold, self.binarize.below)
-        return labels, keep & (values != threshold)
-
-    def _texts(self, column: pd.Series) -> pd.Series:
-        """Strip, collapse whitespace runs, and cut at ``max_chars`` on a word boundary."""
-        texts = column.fillna("").astype(str).map(lambda text: _WHITESPACE.sub(" ", text).strip())
-        return texts.map(self._truncate) if self.max_chars else texts
-
-    def _truncate(self, text: str) -> str:
-        assert self.max_chars is not None
-        if len(text) <= self.max_chars:
-            return text
-        cut = text[: self.max_chars + 1]
-        # Back up to the last space so no word is cut in half; a single giant word is cut hard.
-        space = cut.rfind(" ")
-        return (cut[:space] if space > 0 else cut[: self.max_chars]).rstrip()
 
 
 def _label_key(value: Any, where: str) -> str:

@@ -4,6 +4,7 @@ folder's layout and reading it back: pipeline/data/prepared.py)."""
 from __future__ import annotations
 
 import itertools
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pipeline.data.prepared import DATASET_DIR, INFO_FILE, TaskInfo
 FEATURES = datasets.Features(
     {"input": datasets.Value("string"), "label": datasets.Value("int64"), "key": datasets.Value("string")}
 )
+_WHITESPACE = re.compile(r"\s+")
 
 
 def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskInfo:
@@ -30,7 +32,7 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
     never changes dev or test.  An existing ``out_dir`` is only replaced once the new one is complete.
     """
     raw, digest = load_raw_table(spec.source, f"{spec.where}.source", root)
-    examples = spec.to_examples(raw, describe_source(spec.source, root))
+    examples = to_examples(spec, raw, describe_source(spec.source, root))
     dropped = {"other_labels": len(raw) - len(examples)}
     empty = examples["key"].map(lambda key: "" in key.split(KEY_SEP))
     dropped["empty"] = int(empty.sum())
@@ -123,3 +125,69 @@ def _quiet_progress():
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+
+
+
+def to_examples(spec: TaskSpec, df: pd.DataFrame, where_file: str) -> pd.DataFrame:
+    """Prompted examples: columns ``input`` (filled template), ``label`` (index into labels), ``key`` (dedup).
+
+    Rows whose raw label is in ``drop_labels`` (or equals the binarize threshold) are left out, so
+    ``len(df) - len(result)`` is the number dropped for their label.  Empty texts are kept (callers count them).
+    """
+    wanted = [spec.text_column, spec.label_column] + ([spec.text_b_column] if spec.text_b_column else [])
+    for column in wanted:
+        if column not in df.columns:
+            known = ", ".join(map(str, df.columns[:20]))
+            raise PipelineError(
+                f"{where_file}: no column {column!r} (params.yaml: {spec.where}.columns; file has {known})"
+            )
+    raw = df[spec.label_column].fillna("").astype(str).str.strip()
+    keep = ~raw.isin(spec.drop_labels)
+    if spec.binarize:
+        raw, keep = _binarized(spec, raw, keep, where_file)
+    index = {label: position for position, label in enumerate(spec.labels)}
+    unknown = sorted(set(raw[keep]) - set(index))
+    if unknown:
+        shown = ", ".join(repr(label) for label in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise PipelineError(
+            f"{where_file}: label {shown} in column {spec.label_column!r} is not in params.yaml:"
+            f" {spec.where}.label_words ({', '.join(spec.labels)}) nor in {spec.where}.drop_labels"
+        )
+    texts = _texts(spec, df.loc[keep, spec.text_column])
+    if spec.text_b_column:
+        texts_b = _texts(spec, df.loc[keep, spec.text_b_column])
+        inputs = [spec.template.format(text=a, text_b=b) for a, b in zip(texts, texts_b, strict=True)]
+        key = texts + KEY_SEP + texts_b
+    else:
+        inputs = [spec.template.format(text=text) for text in texts]
+        key = texts
+    return pd.DataFrame(
+        {"input": inputs, "label": raw[keep].map(index).astype("int64").to_numpy(), "key": key.to_numpy()}
+    )
+
+def _binarized(spec: TaskSpec, raw: pd.Series, keep: pd.Series, where_file: str) -> tuple[pd.Series, pd.Series]:
+    assert spec.binarize is not None
+    values = pd.to_numeric(raw.where(keep, "0"), errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        raise PipelineError(
+            f"{where_file}: column {spec.label_column!r} has non-numeric value {raw[bad].iloc[0]!r}"
+            f" (data row {bad.to_numpy().argmax() + 1}); params.yaml: {spec.where}.binarize needs numbers"
+        )
+    threshold = spec.binarize.threshold
+    labels = pd.Series(spec.binarize.above, index=raw.index).where(values > threshold, spec.binarize.below)
+    return labels, keep & (values != threshold)
+
+def _texts(spec: TaskSpec, column: pd.Series) -> pd.Series:
+    """Strip, collapse whitespace runs, and cut at ``max_chars`` on a word boundary."""
+    texts = column.fillna("").astype(str).map(lambda text: _WHITESPACE.sub(" ", text).strip())
+    return texts.map(lambda text: _truncate(spec, text)) if spec.max_chars else texts
+
+def _truncate(spec: TaskSpec, text: str) -> str:
+    assert spec.max_chars is not None
+    if len(text) <= spec.max_chars:
+        return text
+    cut = text[: spec.max_chars + 1]
+    # Back up to the last space so no word is cut in half; a single giant word is cut hard.
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else cut[: spec.max_chars]).rstrip()

@@ -2,8 +2,9 @@
 
 The backbone is a tiny random T5 (kind seq2seq) given as a `hub` source and one task is a `hub` dataset, both local
 folders in the Hub layout read offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE). On it: every stage runs; the commands
-of the README's "Experiments" and "Ablations" blocks run as written (the queue runs one of its experiments); one
-stage trains on two processes and is recorded with `dvc commit` (the multi-GPU recipe, here on CPU processes).
+of the README's "Experiments" and "Ablations" blocks run as written (the queue runs one of its experiments), and
+each experiment shows up in `dvc exp show --json` with its params and metrics; one stage trains on two processes
+and is recorded with `dvc commit` (the multi-GPU recipe, here on CPU processes).
 tests/test_readme.py maps every README command to the test here (or elsewhere) that runs it.
 """
 
@@ -66,10 +67,12 @@ def test_the_compare_runs_commands_of_the_readme(repo):
     dvc(repo, "exp", "run", "-n", "longer", "-S", "adapt.steps=120")
     table = dvc(repo, "exp", "show", "--only-changed").stdout
     assert "[rank2]" in table and "[longer]" in table
-    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
-    names = {revision.get("name") for commit in shown for exp in commit.get("experiments") or [] for revision in
-             exp.get("revs", [])}  # fmt: skip
-    assert {"rank2", "longer"} <= names
+    found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
+    assert {"rank2", "longer"} <= set(found)
+    assert found["rank2"][0]["distill"]["rank"] == 2 and found["longer"][0]["adapt"]["steps"] == 120
+    methods = yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["methods"]
+    for _, metrics in (found["rank2"], found["longer"]):  # each experiment with its own metrics
+        assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0 and set(metrics["mean"]) == set(methods)
     assert "adapt.steps" in dvc(repo, "params", "diff").stdout  # the workspace holds the last experiment
     dvc(repo, "metrics", "diff")
     html = repo / "dvc_plots" / "index.html"
@@ -83,6 +86,19 @@ def test_the_compare_runs_commands_of_the_readme(repo):
     pipeline_command(repo, "compare")
     compared = (repo / "reports" / "compare" / "compare.md").read_text(encoding="utf-8")
     assert "rank2" in compared and "longer" in compared
+
+
+def experiments(shown: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Experiment name -> (its params.yaml, its reports/metrics.json) from `dvc exp show --json`."""
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                data = revision.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                metrics = data.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+                found[revision.get("name")] = (params, metrics)
+    return found
 
 
 QUEUED = [  # the README's ablation sweep, as written

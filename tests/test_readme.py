@@ -43,14 +43,14 @@ COVERED: dict[str, tuple[str, str]] = {
     "dvc exp apply longer": (COMPARE, '"exp", "apply", "longer"'),
     "dvc plots show": (COMPARE, '"plots", command'),
     "python -m pipeline compare": (COMPARE, 'pipeline_command(repo, "compare")'),
-    # Queued as written; one of them (no-distill) runs through the queue, the others are removed unrun.
+    # Queued as written; one of them (train-p) runs through the queue, the others are removed unrun.
     "dvc exp run --queue -n rank -S distill.rank=1,2,4": (QUEUE, '("rank", "distill.rank=1,2,4")'),
     "dvc exp run --queue -n no-distill -S distill.lambda=0": (QUEUE, '("no-distill", "distill.lambda=0")'),
     "dvc exp run --queue -n no-decomp -S distill.decomposition=false": (QUEUE, '"distill.decomposition=false"'),
     "dvc exp run --queue -n train-p -S adapt.freeze_shared=false": (QUEUE, '("train-p", "adapt.freeze_shared=false")'),
     "dvc queue start -j 1": (QUEUE, '"queue", "start", "-j", "1"'),
     "dvc queue status": (QUEUE, '"queue", "status"'),
-    "dvc queue logs <name>": (QUEUE, '"queue", "logs", "no-distill"'),
+    "dvc queue logs <name>": (QUEUE, '"queue", "logs", "train-p"'),
     f"python -m pipeline export {RUN} exported/sms_spam-mpt": (EXPORT, 'main(["export"'),
     f'python -m pipeline predict {RUN} --text "WIN a free phone, call now" "see you at lunch"': (
         PREDICT_TEXT, '"--text"'

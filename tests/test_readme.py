@@ -18,11 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BY_HAND = "by hand"  # no test runs it: it takes too long for the suite
-E2E = "tests/test_end_to_end.py::"
 GUIDE = "tests/test_user_guide.py::"
 COMPARE = GUIDE + "test_the_compare_runs_commands_of_the_readme"
 TWO_PROCESSES = GUIDE + "test_a_stage_trained_on_two_processes_is_recorded_with_dvc_commit"
 QUEUE = GUIDE + "test_the_ablation_queue_commands_of_the_readme"
+# The e2e tests' one full run is the shared tiny_run fixture (tests/conftest.py); the guide's repo runs its own.
+EVERY_STAGE = GUIDE + "test_every_stage_runs_on_an_encoder_decoder_backbone_from_hub_sources"
 EXPORT = "tests/test_export.py::test_export_command"
 PREDICT_TEXT = "tests/test_predict.py::test_predictions_are_the_argmax_of_our_scores"
 PREDICT_FILE = "tests/test_predict.py::test_file_gives_one_line_per_non_empty_line_in_order"
@@ -42,14 +43,14 @@ COVERED: dict[str, tuple[str, str]] = {
     "dvc exp apply longer": (COMPARE, '"exp", "apply", "longer"'),
     "dvc plots show": (COMPARE, '"plots", command'),
     "python -m pipeline compare": (COMPARE, 'pipeline_command(repo, "compare")'),
-    # Queued as written; one of them (no-distill) runs through the queue, the others are removed unrun.
+    # Queued as written; one of them (train-p) runs through the queue, the others are removed unrun.
     "dvc exp run --queue -n rank -S distill.rank=1,2,4": (QUEUE, '("rank", "distill.rank=1,2,4")'),
     "dvc exp run --queue -n no-distill -S distill.lambda=0": (QUEUE, '("no-distill", "distill.lambda=0")'),
     "dvc exp run --queue -n no-decomp -S distill.decomposition=false": (QUEUE, '"distill.decomposition=false"'),
     "dvc exp run --queue -n train-p -S adapt.freeze_shared=false": (QUEUE, '("train-p", "adapt.freeze_shared=false")'),
     "dvc queue start -j 1": (QUEUE, '"queue", "start", "-j", "1"'),
     "dvc queue status": (QUEUE, '"queue", "status"'),
-    "dvc queue logs <name>": (QUEUE, '"queue", "logs", "no-distill"'),
+    "dvc queue logs <name>": (QUEUE, '"queue", "logs", "train-p"'),
     f"python -m pipeline export {RUN} exported/sms_spam-mpt": (EXPORT, 'main(["export"'),
     f'python -m pipeline predict {RUN} --text "WIN a free phone, call now" "see you at lunch"': (
         PREDICT_TEXT, '"--text"'
@@ -57,7 +58,7 @@ COVERED: dict[str, tuple[str, str]] = {
     f"python -m pipeline predict {RUN} --file messages.txt --batch-size 64 > labels.tsv": (PREDICT_FILE, '"--file"'),
     "torchrun --nproc_per_node 2 -m stages.distill": (TWO_PROCESSES, '"--nproc_per_node", "2"'),
     "dvc commit -f distill": (TWO_PROCESSES, '"commit", "-f", "distill"'),
-    "dvc repro": (E2E + "test_repro_runs_every_stage", 'dvc(repo, "repro")'),
+    "dvc repro": (EVERY_STAGE, 'dvc(repo, "repro")'),
 }
 
 FENCE = re.compile(r"^```(\w*)\s*$")

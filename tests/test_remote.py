@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import subprocess
 
-from benchmarks.scratch_repo import dvc, git, ran_stages, tiny_repo
+from benchmarks.scratch_repo import dvc, git, ran_stages
 
 UP_TO_DATE = "Data and pipelines are up to date."
 OUTPUTS = ("models/backbone/backbone.json", "results/distill/shared.safetensors", "reports/transfer.csv")
 
 
-def test_push_then_pull_into_a_fresh_clone_reruns_nothing(tmp_path):
-    repo = tiny_repo(tmp_path / "origin")
-    dvc(repo, "repro")
+def test_push_then_pull_into_a_fresh_clone_reruns_nothing(tiny_run, tmp_path):
+    repo = tiny_run.copy(tmp_path / "origin")  # the shared tiny run, already reproduced and committed
     remote = tmp_path / "remote"
     dvc(repo, "remote", "add", "-d", "local", str(remote))
     git(repo, "add", "-A")

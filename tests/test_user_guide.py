@@ -2,8 +2,9 @@
 
 The backbone is a tiny random T5 (kind seq2seq) given as a `hub` source and one task is a `hub` dataset, both local
 folders in the Hub layout read offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE). On it: every stage runs; the commands
-of the README's "Experiments" and "Ablations" blocks run as written (the queue runs one of its experiments); one
-stage trains on two processes and is recorded with `dvc commit` (the multi-GPU recipe, here on CPU processes).
+of the README's "Experiments" and "Ablations" blocks run as written (the queue runs one of its experiments), and
+each experiment shows up in `dvc exp show --json` with its params and metrics; one stage trains on two processes
+and is recorded with `dvc commit` (the multi-GPU recipe, here on CPU processes).
 tests/test_readme.py maps every README command to the test here (or elsewhere) that runs it.
 """
 
@@ -66,10 +67,12 @@ def test_the_compare_runs_commands_of_the_readme(repo):
     dvc(repo, "exp", "run", "-n", "longer", "-S", "adapt.steps=120")
     table = dvc(repo, "exp", "show", "--only-changed").stdout
     assert "[rank2]" in table and "[longer]" in table
-    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
-    names = {revision.get("name") for commit in shown for exp in commit.get("experiments") or [] for revision in
-             exp.get("revs", [])}  # fmt: skip
-    assert {"rank2", "longer"} <= names
+    found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
+    assert {"rank2", "longer"} <= set(found)
+    assert found["rank2"][0]["distill"]["rank"] == 2 and found["longer"][0]["adapt"]["steps"] == 120
+    methods = yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["methods"]
+    for _, metrics in (found["rank2"], found["longer"]):  # each experiment with its own metrics
+        assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0 and set(metrics["mean"]) == set(methods)
     assert "adapt.steps" in dvc(repo, "params", "diff").stdout  # the workspace holds the last experiment
     dvc(repo, "metrics", "diff")
     html = repo / "dvc_plots" / "index.html"
@@ -85,6 +88,19 @@ def test_the_compare_runs_commands_of_the_readme(repo):
     assert "rank2" in compared and "longer" in compared
 
 
+def experiments(shown: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Experiment name -> (its params.yaml, its reports/metrics.json) from `dvc exp show --json`."""
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp.get("revs", []):
+                data = revision.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                metrics = data.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+                found[revision.get("name")] = (params, metrics)
+    return found
+
+
 QUEUED = [  # the README's ablation sweep, as written
     ("rank", "distill.rank=1,2,4"), ("no-distill", "distill.lambda=0"), ("no-decomp", "distill.decomposition=false"),
     ("train-p", "adapt.freeze_shared=false"),
@@ -92,24 +108,24 @@ QUEUED = [  # the README's ablation sweep, as written
 
 
 def test_the_ablation_queue_commands_of_the_readme(repo):
-    """Every README queue command is queued as written; one experiment (no-distill) is run through the queue,
-    the rest are removed again (six experiments would take minutes)."""
+    """Every README queue command is queued as written; one experiment (train-p, the cheapest: only the adapt@
+    stages and the report rerun) is run through the queue, the rest are removed again (six would take minutes)."""
     for name, change in QUEUED:
         dvc(repo, "exp", "run", "--queue", "-n", name, "-S", change)
     queued = {"rank-1", "rank-2", "rank-3", "no-distill", "no-decomp", "train-p"}
     assert queued <= set(dvc(repo, "queue", "status").stdout.split())  # a sweep queues one per value
-    dvc(repo, "queue", "remove", *sorted(queued - {"no-distill"}))
+    dvc(repo, "queue", "remove", *sorted(queued - {"train-p"}))
     try:
         dvc(repo, "queue", "start", "-j", "1")
         deadline = time.monotonic() + 300
-        while not re.search(r"no-distill.*(Success|Failed)", dvc(repo, "queue", "status").stdout):
+        while not re.search(r"train-p.*(Success|Failed)", dvc(repo, "queue", "status").stdout):
             assert time.monotonic() < deadline, "the queued experiment did not finish in 5 minutes"
             time.sleep(2)
     finally:
         dvc(repo, "queue", "stop", "--kill", check=False)  # leave no worker behind
-    assert re.search(r"no-distill.*Success", dvc(repo, "queue", "status").stdout)
-    assert "Running stage 'distill'" in dvc(repo, "queue", "logs", "no-distill").stdout
-    assert dvc(repo, "exp", "show", "--json").stdout.count('"no-distill"') >= 1
+    assert re.search(r"train-p.*Success", dvc(repo, "queue", "status").stdout)
+    assert "Running stage 'adapt@tgt_a-mpt-0'" in dvc(repo, "queue", "logs", "train-p").stdout
+    assert dvc(repo, "exp", "show", "--json").stdout.count('"train-p"') >= 1
 
 
 def pipeline_command(repo: Path, *args: str) -> str:

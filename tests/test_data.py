@@ -163,3 +163,51 @@ def test_shared_texts_counts_texts_two_tasks_have_in_common(raw):
     first = load_prepared(raw / "out" / "first")[0]
     total = sum(len(split) for split in first.values())
     assert shared_texts(raw / "out" / "first", raw / "out" / "second") == total > 0
+
+
+def test_balance_samples_every_label_down_to_the_rarest(raw):
+    # 63 deduplicated reviews: 20 rotten (i % 3 == 0) and 40 fresh, less 3 duplicates -> 20 rotten, 40 fresh
+    info = prepare(raw, balance=True, splits={"train": 1000, "dev": 10, "test": 8})
+    assert info.dropped["balance"] == 20
+    totals = {label: sum(info.label_counts[split][label] for split in info.sizes) for label in ("fresh", "rotten")}
+    assert totals == {"fresh": 20, "rotten": 20}
+    first = inputs(load_prepared(raw / "out" / "rt")[0], "train")
+    prepare(raw, balance=True, splits={"train": 1000, "dev": 10, "test": 8})
+    assert inputs(load_prepared(raw / "out" / "rt")[0], "train") == first  # seeded: the same sample every time
+    assert "balance" not in prepare(raw).dropped  # off by default
+
+
+def pair_spec(path: str, splits: dict[str, int]) -> TaskSpec:
+    """A (line, reply) pair task whose labels negative_pairs makes."""
+    spec = {
+        "source": {"kind": "file", "path": path, "format": "csv"},
+        "columns": {"text": "line", "text_b": "reply", "label": "is_reply"},
+        "template": "{text}\nReply: {text_b}\nIs that the reply?",
+        "label_words": {"match": " yes", "mismatch": " no"},
+        "negative_pairs": True,
+        "splits": splits,
+    }
+    return TaskSpec.from_params("dialog", spec)
+
+
+def test_negative_pairs_label_half_the_real_pairs_with_another_rows_text(tmp_path):
+    rows = 200
+    pd.DataFrame(
+        {"line": [f"line {i}" for i in range(rows)], "reply": [f"reply {i}" for i in range(rows - 2)] + ["ok"] * 2}
+    ).to_csv(tmp_path / "pairs.csv", index=False)
+    prepare_task(pair_spec("pairs.csv", {"train": 1000, "dev": 10, "test": 10}), tmp_path / "out", 0, tmp_path)
+    dataset, info = load_prepared(tmp_path / "out")
+    pairs = [tuple(key.split("\t")) for split in dataset.values() for key in split["key"]]
+    labels = [label for split in dataset.values() for label in split["label"]]
+    assert len(pairs) == rows and len({line for line, _ in pairs}) == rows  # every line once
+    for (line, reply), label in zip(pairs, labels, strict=True):
+        own = f"reply {line.split()[1]}" if int(line.split()[1]) < rows - 2 else "ok"
+        assert label == (0 if reply == own else 1)  # labels index label_words: match 0, mismatch 1
+    # Half were given another row's reply; "ok" passed between the two "ok" rows would stay a match.
+    assert 98 <= labels.count(1) <= 100
+
+
+def test_negative_pairs_refuses_to_overwrite_a_column(tmp_path):
+    pd.DataFrame({"line": ["a", "b"], "reply": ["c", "d"], "is_reply": ["x", "y"]}).to_csv(tmp_path / "p.csv")
+    with pytest.raises(PipelineError, match=r"already has a column 'is_reply'.*tasks\.dialog\.negative_pairs"):
+        prepare_task(pair_spec("p.csv", {"train": 2, "dev": 1, "test": 1}), tmp_path / "out", 0, tmp_path)

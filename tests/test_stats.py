@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.report.stats import Interval, mean_interval, paired_difference, t_cdf_two_sided, t_quantile
+from pipeline.report.stats import (
+    Interval,
+    mean_interval,
+    normalised_area,
+    paired_difference,
+    steps_to_reach,
+    t_cdf_two_sided,
+    t_quantile,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +74,40 @@ def test_pairing_removes_what_both_runs_of_a_seed_share():
 def test_no_common_seed_is_an_error():
     with pytest.raises(ValueError, match="no seed in common"):
         paired_difference({0: 0.5}, {1: 0.5})
+
+
+CURVE = [(0, 0.50), (10, 0.70), (20, 0.82), (30, 0.78), (40, 0.86)]
+
+
+def test_steps_to_reach_returns_the_first_crossing():
+    # 0.95 · 0.86 = 0.817: step 20 (0.82) is the first at or above it; the dip at step 30 does not matter.
+    assert steps_to_reach(CURVE, 0.86) == 20
+    assert steps_to_reach(CURVE, 0.80, fraction=1.0) == 20
+    assert steps_to_reach(CURVE, 0.40) == 0  # already there at the initial prompt
+
+
+def test_steps_to_reach_counts_an_exact_tie_and_says_none_when_never_reached():
+    assert steps_to_reach([(0, 0.5), (10, 0.75), (20, 0.8)], 0.75, fraction=1.0) == 10
+    assert steps_to_reach(CURVE, 0.95) is None  # 0.95 · 0.95 = 0.9025 > 0.86
+
+
+def test_normalised_area_is_the_trapezoid_mean_over_the_span():
+    # Trapezoids: 10·0.60 + 10·0.76 + 10·0.80 + 10·0.82 = 29.8 over a span of 40 -> 0.745
+    assert normalised_area(CURVE) == pytest.approx(0.745)
+    # Uneven spacing: 10·0.55 + 30·0.65 = 25 over 40 -> 0.625
+    assert normalised_area([(0, 0.5), (10, 0.6), (40, 0.7)]) == pytest.approx(0.625)
+    assert normalised_area([(0, 0.8), (60, 0.8)]) == pytest.approx(0.8)  # a flat curve of any length
+    assert normalised_area([(5, 0.66)]) == pytest.approx(0.66)
+
+
+@pytest.mark.parametrize("curve", [[], [(0, 0.5), (0, 0.6)], [(10, 0.5), (5, 0.6)]])
+def test_curves_must_be_non_empty_with_increasing_steps(curve):
+    with pytest.raises(ValueError, match="dev curve"):
+        normalised_area(curve)
+    with pytest.raises(ValueError, match="dev curve"):
+        steps_to_reach(curve, 0.8)
+
+
+def test_fraction_must_be_a_share():
+    with pytest.raises(ValueError, match="fraction"):
+        steps_to_reach(CURVE, 0.8, fraction=0)

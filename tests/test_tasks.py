@@ -55,6 +55,18 @@ def test_from_params_reads_every_key():
         ({"label_words": {1: " yes", "1": " no"}}, r"tasks\.rt\.label_words lists label '1' twice"),
         ({"drop_labels": ["fresh"]}, r"tasks\.rt\.drop_labels and tasks\.rt\.label_words share"),
         ({"max_chars": 0}, r"tasks\.rt\.max_chars must be > 0"),
+        ({"balance": "yes"}, r"tasks\.rt\.balance must be bool"),
+        ({"relabel": {"good": "great"}}, r"tasks\.rt\.relabel\.good: 'great' is not a label of label_words"),
+        ({"relabel": {"plot": "fresh"}, "drop_labels": ["plot"]}, r"tasks\.rt\.relabel\.plot is also in drop_labels"),
+        ({"negative_pairs": True}, r"tasks\.rt\.negative_pairs needs tasks\.rt\.columns\.text_b"),
+        (
+            {"negative_pairs": True, "columns": {"text": "a", "text_b": "b", "label": "c"}, "template": "{text}{text_b}"},
+            r"tasks\.rt\.label_words must name exactly the labels negative_pairs makes: match, mismatch",
+        ),
+        (
+            {"relabel": {"4": "fresh"}, "binarize": {"threshold": 0, "above": "fresh", "below": "rotten"}},
+            r"tasks\.rt\.relabel cannot be used with binarize",
+        ),
         ({"splits": {"train": 10, "dev": 2}}, r"missing key tasks\.rt\.splits\.test"),
         ({"splits": {"train": 10, "dev": 2, "test": 2.5}}, r"tasks\.rt\.splits\.test must be int"),
         ({"binarize": {"threshold": 0, "above": "x", "below": "rotten"}}, r"tasks\.rt\.binarize\.above/below"),
@@ -154,3 +166,11 @@ def test_sentence_pairs_use_text_b():
 def test_template_braces_are_escaped_and_values_not_reformatted():
     spec = make(template="{{json}} {text}")
     assert to_examples(spec, table(review=["{text}"], rating=["fresh"]), "f").loc[0, "input"] == "{json} {text}"
+
+
+
+def test_relabel_merges_raw_classes_after_dropping():
+    spec = make(relabel={"great": "fresh", "good": "fresh"}, drop_labels=["plot"])
+    df = table(review=["a", "b", "c", "d"], rating=["great", "plot", "good", "rotten"])
+    examples = to_examples(spec, df, "f")
+    assert list(examples["key"]) == ["a", "c", "d"] and list(examples["label"]) == [0, 0, 1]

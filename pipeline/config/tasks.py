@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import PipelineError
@@ -11,8 +11,8 @@ from pipeline.config.load import check_keys, optional, positive, require
 from pipeline.config.sources import check_source
 
 TASK_KEYS = (
-    "source", "columns", "template", "label_words", "drop_labels", "binarize", "max_chars", "splits",
-    "k_shot", "metrics",
+    "source", "columns", "template", "label_words", "relabel", "drop_labels", "binarize", "max_chars", "balance",
+    "negative_pairs", "splits", "k_shot", "metrics",
 )
 ALL = "all"  # k_shot entry: the whole training split
 # Metric names a task may list under ``metrics``; accuracy and macro-F1 are computed for every task regardless
@@ -50,6 +50,9 @@ class TaskSpec:
     binarize: Binarize | None
     max_chars: int | None
     splits: dict[str, int]
+    relabel: dict[str, str] = field(default_factory=dict)  # raw label -> a label of label_words (classes merged)
+    negative_pairs: bool = False  # make the label column: "match" pairs vs "mismatch" (another row's text_b)
+    balance: bool = False  # downsample every label to the rarest one's count before splitting (data.prepare_task)
     k_shot: tuple[KShot, ...] = (ALL,)  # training-set sizes a target is adapted with (one result per k)
     metrics: tuple[str, ...] = ALWAYS  # what the report shows for this task: ALWAYS plus what it asks for
 
@@ -76,6 +79,7 @@ class TaskSpec:
             shared = sorted(drop & set(labels))
             raise PipelineError(f"params.yaml: {where}.drop_labels and {where}.label_words share {shared}")
         binarize = _binarize(spec, labels, where) if "binarize" in spec else None
+        relabel = _relabel(optional(spec, "relabel", dict, where, {}), labels, drop, binarize, f"{where}.relabel")
         splits = _splits(require(spec, "splits", dict, where), f"{where}.splits")
         return cls(
             name=name,
@@ -90,6 +94,9 @@ class TaskSpec:
             binarize=binarize,
             max_chars=positive(spec, "max_chars", int, where) if "max_chars" in spec else None,
             splits=splits,
+            relabel=relabel,
+            negative_pairs=_negative_pairs(spec, text_b, labels, where),
+            balance=optional(spec, "balance", bool, where, False),
             k_shot=_k_shot(spec.get("k_shot", [ALL]), splits["train"], f"{where}.k_shot"),
             metrics=_metrics(spec.get("metrics", list(ALWAYS)), f"{where}.metrics"),
         )
@@ -117,6 +124,39 @@ def _label_words(mapping: dict[Any, Any], where: str) -> tuple[tuple[str, ...], 
     if len(set(words)) < len(words):
         raise PipelineError(f"params.yaml: {where} gives two labels the same word; they could not be told apart")
     return tuple(labels), tuple(words)
+
+
+PAIR_LABELS = ("match", "mismatch")  # the labels negative_pairs writes
+
+
+def _negative_pairs(spec: dict[str, Any], text_b: str | None, labels: tuple[str, ...], where: str) -> bool:
+    """``negative_pairs: true`` needs a text_b column and exactly the labels it makes (PAIR_LABELS)."""
+    if not optional(spec, "negative_pairs", bool, where, False):
+        return False
+    if text_b is None:
+        raise PipelineError(f"params.yaml: {where}.negative_pairs needs {where}.columns.text_b (the pair's second text)")
+    if set(labels) != set(PAIR_LABELS):
+        raise PipelineError(
+            f"params.yaml: {where}.label_words must name exactly the labels negative_pairs makes: {', '.join(PAIR_LABELS)}"
+        )
+    return True
+
+
+def _relabel(
+    mapping: dict[Any, Any], labels: tuple[str, ...], drop: set[str], binarize: Binarize | None, where: str
+) -> dict[str, str]:
+    """``relabel``: raw label -> one of the labels of label_words, so several raw classes become one."""
+    if mapping and binarize is not None:
+        raise PipelineError(f"params.yaml: {where} cannot be used with binarize, which makes the labels itself")
+    result = {}
+    for raw, label in mapping.items():
+        key, target = _label_key(raw, where), _label_key(label, f"{where}.{raw}")
+        if target not in labels:
+            raise PipelineError(f"params.yaml: {where}.{key}: {target!r} is not a label of label_words")
+        if key in drop:
+            raise PipelineError(f"params.yaml: {where}.{key} is also in drop_labels")
+        result[key] = target
+    return result
 
 
 def _binarize(spec: dict[str, Any], labels: tuple[str, ...], where: str) -> Binarize:

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.store.atomic import atomic_dir
 from pipeline.errors import PipelineError
 from pipeline.data.sources import describe_source, load_raw_table
-from pipeline.config.tasks import KEY_SEP, TaskSpec
+from pipeline.config.tasks import KEY_SEP, PAIR_LABELS, TaskSpec
 from pipeline.data.prepared import DATASET_DIR, INFO_FILE, TaskInfo
 
 # ``key`` is the normalised text (text + tab + text_b for pairs): what dedup and the cross-task overlap check compare.
@@ -32,6 +32,8 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
     never changes dev or test.  An existing ``out_dir`` is only replaced once the new one is complete.
     """
     raw, digest = load_raw_table(spec.source, f"{spec.where}.source", root)
+    if spec.negative_pairs:
+        raw = _with_negative_pairs(raw, spec, seed, describe_source(spec.source, root))
     examples = to_examples(spec, raw, describe_source(spec.source, root))
     dropped = {"other_labels": len(raw) - len(examples)}
     empty = examples["key"].map(lambda key: "" in key.split(KEY_SEP))
@@ -42,6 +44,10 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
     examples = examples[~duplicate]
 
     _check_labels_occur(examples, spec, describe_source(spec.source, root))
+    if spec.balance:
+        balanced = _balanced(examples, seed)
+        dropped["balance"] = len(examples) - len(balanced)
+        examples = balanced
     splits = _split(examples, spec, seed)
     info = TaskInfo(
         name=spec.name,
@@ -74,6 +80,47 @@ def _check_labels_occur(examples: pd.DataFrame, spec: TaskSpec, where_file: str)
         raise PipelineError(
             f"{where_file}: label {missing[0]!r} of params.yaml: {spec.where}.label_words never occurs in the data"
         )
+
+
+def _with_negative_pairs(raw: pd.DataFrame, spec: TaskSpec, seed: int, where_file: str) -> pd.DataFrame:
+    """Label a table of real pairs: a seeded half keep their own text_b ("match"), the other half take another row's.
+
+    The mismatched half pass their text_b round in a cycle, so no row keeps its own; a row whose borrowed text_b
+    happens to equal its own (a short reply such as "yes.") is still a match and is labelled so.
+    """
+    assert spec.text_b_column is not None
+    if spec.label_column in raw.columns:
+        raise PipelineError(
+            f"{where_file}: already has a column {spec.label_column!r}; params.yaml: {spec.where}.negative_pairs"
+            f" writes that column (columns.label), so name a new one"
+        )
+    if spec.text_b_column not in raw.columns:
+        return raw  # to_examples names the missing column
+    order = np.random.default_rng([seed, 1]).permutation(len(raw))  # its own stream, apart from the split's
+    mismatched = order[len(order) // 2 :]
+    own = raw[spec.text_b_column].to_numpy()
+    texts_b = own.copy()
+    texts_b[mismatched] = own[np.roll(mismatched, 1)]
+    match, mismatch = PAIR_LABELS
+    return raw.assign(
+        **{spec.text_b_column: texts_b, spec.label_column: np.where(texts_b == own, match, mismatch)}
+    )
+
+
+def _balanced(examples: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A seeded sample of every label down to the rarest label's count, rows kept in their original order.
+
+    A corpus whose classes differ tenfold (subjectivity: 1,097 plot summaries against 12,808 reviews) would
+    otherwise teach a prompt to say the majority word.
+    """
+    rng = np.random.default_rng(seed)
+    smallest = int(examples["label"].value_counts().min())
+    keep = [
+        index
+        for _, group in examples.groupby("label", sort=True)
+        for index in rng.choice(group.index.to_numpy(), size=smallest, replace=False)
+    ]
+    return examples.loc[sorted(keep)]
 
 
 def _split(examples: pd.DataFrame, spec: TaskSpec, seed: int) -> dict[str, pd.DataFrame]:
@@ -143,6 +190,7 @@ def to_examples(spec: TaskSpec, df: pd.DataFrame, where_file: str) -> pd.DataFra
             )
     raw = df[spec.label_column].fillna("").astype(str).str.strip()
     keep = ~raw.isin(spec.drop_labels)
+    raw = raw.replace(spec.relabel) if spec.relabel else raw
     if spec.binarize:
         raw, keep = _binarized(spec, raw, keep, where_file)
     index = {label: position for position, label in enumerate(spec.labels)}

@@ -1,4 +1,5 @@
-"""Small-sample statistics for the report: Student-t confidence intervals of a mean and of paired differences.
+"""Small-sample statistics for the report: Student-t confidence intervals of a mean and of paired differences,
+and two summaries of a dev curve (steps to reach a share of a reference accuracy, normalised area under it).
 
 Torch- and scipy-free. The t distribution is evaluated with the closed forms for an integer number of degrees of
 freedom (Abramowitz & Stegun 26.7.3-4), which is all a mean over n seeds needs (ν = n - 1), and inverted by
@@ -100,3 +101,45 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
     if not seeds:
         raise ValueError("no seed in common")
     return mean_interval([values[s] - baseline[s] for s in seeds], level)
+
+
+# ------------------------------------------------------------------------------------------------- dev curves
+
+Curve = Sequence[tuple[int, float]]  # (training step, dev accuracy) pairs, steps strictly increasing
+REACH_FRACTION = 0.95  # "steps to reach 95 % of pt's final dev accuracy" (issue 12)
+
+
+def _check_curve(curve: Curve) -> None:
+    if not curve:
+        raise ValueError("empty dev curve")
+    steps = [step for step, _ in curve]
+    if any(later <= earlier for earlier, later in zip(steps, steps[1:])):
+        raise ValueError(f"dev curve steps must be strictly increasing, got {steps}")
+
+
+def steps_to_reach(curve: Curve, reference: float, fraction: float = REACH_FRACTION) -> int | None:
+    """The first step at which the dev accuracy is at least ``fraction · reference``; None if it never is.
+
+    ``reference`` is usually pt's final dev accuracy. The first crossing counts, even if the curve drops below
+    the threshold again later (it measures how soon a method gets there, not whether it stays); an accuracy
+    exactly equal to the threshold counts as reached. Only evaluated steps can be returned, so the answer is
+    as coarse as the evaluation interval; a curve that starts at step 0 above the threshold returns 0.
+    """
+    _check_curve(curve)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    threshold = fraction * reference
+    return next((step for step, accuracy in curve if accuracy >= threshold), None)
+
+
+def normalised_area(curve: Curve) -> float:
+    """Area under the dev curve (trapezoid rule) divided by its step span: the curve's mean accuracy over steps.
+
+    Dividing by the span puts curves of different lengths on the accuracy scale (0-1), so they can be compared;
+    compare curves over the same span to compare speed. A single point has no span: its accuracy is returned.
+    """
+    _check_curve(curve)
+    if len(curve) == 1:
+        return float(curve[0][1])
+    area = math.fsum((s1 - s0) * (a0 + a1) / 2 for (s0, a0), (s1, a1) in zip(curve, curve[1:]))
+    return area / (curve[-1][0] - curve[0][0])

@@ -18,4 +18,4 @@ repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup tests

@@ -15,6 +15,7 @@ from pipeline.atomic import atomic_dir, write_json
 from pipeline.backbone import BACKBONE_DIR, Backbone, load_backbone
 from pipeline.batching import TaskData, load_task
 from pipeline.data import PREPARED_DIR
+from pipeline.precision import dtype_name, dtype_setting, resolve_dtype
 from pipeline.settings import ModelSettings
 from pipeline.tracking import log_run
 from pipeline.train import TrainResult
@@ -27,15 +28,21 @@ DEFAULT_CHECKPOINT_EVERY = 10  # steps; a kill loses at most this many (~20 s on
 
 def checkpointer(stage: str, params: dict[str, Any], keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
     """The checkpoint of stage instance ``stage``, valid only for these params sections, backbone and extras."""
-    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **{k: params.get(k) for k in keys}, **extra}
+    # The dtype too: a run half in fp32 and half in bf16 would be neither.
+    identity = {
+        "stage": stage, "backbone": backbone.info.fingerprint, "dtype": dtype_name(backbone.dtype),
+        **{k: params.get(k) for k in keys}, **extra,
+    }
     every = params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
     return Checkpointer(CHECKPOINT_ROOT / stage, every, fingerprint(identity))
 
 
-def open_backbone() -> Backbone:
+def open_backbone(params: dict[str, Any]) -> Backbone:
     """The materialised backbone on this process's device: CPU, the GPU, or under a multi-process launcher
-    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too."""
-    return load_backbone(BACKBONE_DIR, PartialState().device)
+    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too.
+    Its weights get ``backbone.dtype`` as resolved for that device (:mod:`pipeline.precision`)."""
+    device = PartialState().device
+    return load_backbone(BACKBONE_DIR, device, resolve_dtype(dtype_setting(params), device))
 
 
 def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:
@@ -47,6 +54,7 @@ def artifact_meta(backbone: Backbone, model: ModelSettings, **extra: Any) -> dic
     return {
         "backbone": backbone.info.fingerprint,
         "backbone_name": backbone.info.name,
+        "backbone_dtype": dtype_name(backbone.dtype),  # the dtype its scores (and teacher outputs) were computed in
         "hidden_size": backbone.info.hidden_size,
         "prompt_length": model.prompt_length,
         **extra,

@@ -29,7 +29,7 @@ from pipeline.train import TrainConfig  # noqa: E402
 # The seed comes on the command line (the matrix), so adding a seed to ``seeds`` reruns no existing stage.
 # The params this stage tracks in dvc.yaml (logged with dvclive); keep the two lists equal.
 PARAMS = (
-    "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
+    "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
     "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
 )
 
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> str:
         raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({seeds_of(params)})")
     seed, spec = int(seed_text), target_specs(params)[target]
     model, steps = ModelSettings.from_params(params), StepSettings.from_params(params, "adapt")
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     task = open_task(backbone, target, model)
     stage = stage_name(target, method, seed)
     runs, resumes = {}, []

@@ -13,6 +13,7 @@ from pipeline.artifacts import load_tensors  # noqa: E402
 from pipeline.atomic import read_json  # noqa: E402
 from pipeline.distill import distill  # noqa: E402
 from pipeline.evaluate import evaluate_prompt  # noqa: E402
+from pipeline.precision import dtype_name  # noqa: E402
   # noqa: E402
 from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, write_run  # noqa: E402
 from pipeline.settings import DistillSettings, ModelSettings, StepSettings, seed_of, task_names  # noqa: E402
@@ -22,21 +23,24 @@ from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import trainable_parameter_count  # noqa: E402
 
 # The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
-PARAMS = ("seed", "model", "distill", "source_tasks")
+PARAMS = ("seed", "backbone.dtype", "model", "distill", "source_tasks")
 
 
 def main(argv: list[str]) -> str:
     params = load_checked_params()
     names = task_names(params, "source_tasks")
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "distill"), seed_of(params)
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     settings = DistillSettings.from_params(params, model.prompt_length, backbone.hidden_size)
     expect = {"backbone": backbone.info.fingerprint, "prompt_length": model.prompt_length}
     tasks, teachers = [], []
     for name in names:
         folder = RESULTS_DIR / "source" / name
         prompt, _ = load_tensors(folder / "prompt.safetensors", f"source@{name}", expect)
-        outputs, _ = load_tensors(folder / "teacher.safetensors", f"source@{name}", expect)
+        # Teacher outputs are targets for the student's scores: they must come from the same numerics (dtype) as
+        # the student, or the KL/MSE terms would fit the other dtype's rounding. Prompts load under any dtype.
+        teacher_expect = {**expect, "backbone_dtype": dtype_name(backbone.dtype)}
+        outputs, _ = load_tensors(folder / "teacher.safetensors", f"source@{name}", teacher_expect)
         tasks.append(open_task(backbone, name, model))
         teachers.append({**outputs, "prompt": prompt["prompt"]})
     teacher_hashes = [hashlib.sha256(t["prompt"].numpy().tobytes()).hexdigest()[:16] for t in teachers]

@@ -20,7 +20,7 @@ from pipeline.tracking import read_sections  # noqa: E402
 from pipeline.train import TrainConfig  # noqa: E402
 
 # The params this stage reads: what dvc.yaml tracks for it, and what dvclive logs.
-PARAMS = ("seed", "model", "source", "source_teachers")
+PARAMS = ("seed", "backbone.dtype", "model", "source", "source_teachers")
 
 
 def main(argv: list[str]) -> str:
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> str:
     if name not in task_names(params, "source_tasks"):
         raise PipelineError(f"params.yaml: {name!r} is not listed in source_tasks")
     model, steps, seed = ModelSettings.from_params(params), StepSettings.from_params(params, "source"), seed_of(params)
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     task = open_task(backbone, name, model)
     stage = f"source@{name}"
     resume = checkpointer(stage, params, ("seed", "model", "source"), backbone, data=task.info.source_sha256)

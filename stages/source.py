@@ -7,7 +7,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.export import load_peft_prompt  # noqa: E402
 from pipeline.methods import MethodContext, build_method  # noqa: E402
 from pipeline.params import positive, section  # noqa: E402
 from pipeline.runs import RESULTS_DIR, checkpointer, artifact_meta, open_backbone, open_task, task_meta, write_run  # noqa: E402
@@ -36,6 +35,8 @@ def main(argv: list[str]) -> str:
     resume = checkpointer(stage, params, ("seed", "model", "source"), backbone, data=task.info.source_sha256)
     adapter = source_teachers(params).get(name)
     if adapter:  # trained elsewhere: a PEFT prompt-tuning adapter, evaluated and cached like a trained teacher
+        from pipeline.export import load_peft_prompt  # imports PEFT (seconds), so only when a teacher is imported
+
         module = SoftPrompt(load_peft_prompt(Path(adapter), backbone, model.prompt_length)).to(backbone.device)
         run = evaluate_untrained(backbone, module, task, model, stage)
     else:

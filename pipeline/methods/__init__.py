@@ -6,6 +6,7 @@ Every prompt module maps a batch to what ``Backbone`` reads: a (l, d) or (B, l, 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pipeline.artifacts import load_tensors
 from pipeline.backbone import Backbone
 from pipeline.errors import PipelineError
 from pipeline.batching import TaskData
-from pipeline.methods import attempt, cpt, prefix, ptuning, spot
+from pipeline.methods import attempt, spot
 from pipeline.methods.common import SOURCES_DIR, Built, vocab_init
 from pipeline.methods.mpt import TargetPrompt
 from pipeline.methods.prompt_tuning import SoftPrompt
@@ -86,15 +87,25 @@ def build_mpt_full(ctx: MethodContext) -> Built:
     return Built(module, groups)
 
 
+def _on_first_use(module: str) -> Callable[[MethodContext], Built]:
+    """The ``build`` of ``pipeline.methods.<module>``, imported when first called: the PEFT-backed methods import
+    PEFT, whose import alone took ~5-10 s of every stage's start-up (the default run uses pt and mpt only)."""
+
+    def build(ctx: MethodContext) -> Built:
+        return importlib.import_module(f"pipeline.methods.{module}").build(ctx)
+
+    return build
+
+
 TARGET_METHODS: dict[str, Callable[[MethodContext], Built | tuple[nn.Module, list[dict]]]] = {
     "pt": build_prompt_tuning,
     "mpt": build_mpt,
     "mpt_full": build_mpt_full,
     "spot": spot.build,
     "attempt": attempt.build,
-    "prefix": prefix.build,
-    "ptuning": ptuning.build,
-    "cpt": cpt.build,
+    "prefix": _on_first_use("prefix"),
+    "ptuning": _on_first_use("ptuning"),
+    "cpt": _on_first_use("cpt"),
 }
 
 

@@ -6,8 +6,9 @@ fp32 figure):
 * Step FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode` over one forward + backward of our step (matrix
   products, attention included; the frozen weights get no gradient, so none is counted for them).
 * Step time: the median of ``--repeats`` steps of the library's loop (as in P1-P3).
-* Peak: the best of ``--repeats`` rounds of ten (672 × 576) @ (576 × 1536) products, the shape of the step's
-  largest projection at batch 8 × 84 tokens, interleaved with the steps so that both see the same machine load.
+* Peak: the best of ``--repeats`` rounds of ten (batch·(tokens + prompt) × d) @ (d × MLP width) products, the
+  step's MLP projection ((672 × 576) @ (576 × 1536) for SmolLM2 at 8 × 84 tokens), interleaved with the steps so
+  that both see the same machine load.
 
     python benchmarks/p9_matmul_efficiency.py [--tiny] [--repeats N] [--dtype bfloat16|float32]
 """
@@ -23,7 +24,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.losses import task_loss
 
-PEAK_SHAPE = (672, 576, 1536)  # (m, k, n)
 PEAK_CALLS = 10
 
 
@@ -42,7 +42,8 @@ def main() -> None:
         task_loss(scores.logits, batch.labels % 2).backward()
     step_flops = counter.get_total_flops()
 
-    m, k, n = PEAK_SHAPE
+    config = backbone.model.config
+    m, k, n = args.batch * (args.tokens + args.prompt_length), config.hidden_size, config.intermediate_size
     a = torch.randn(m, k, device=backbone.device, dtype=backbone.dtype)
     b = torch.randn(k, n, device=backbone.device, dtype=backbone.dtype)
 

@@ -37,6 +37,7 @@ from pipeline.model.backbone import Backbone, LabelWords, load_backbone  # noqa:
 from pipeline.data.batching import Batch, collate  # noqa: E402
 from pipeline.training.losses import task_loss  # noqa: E402
 from pipeline.methods.prompt_tuning import SoftPrompt  # noqa: E402
+from pipeline.model.precision import DTYPE_SETTINGS, dtype_name, resolve_dtype  # noqa: E402
 from pipeline.training.loop import TrainConfig, train  # noqa: E402
 
 DEFAULT_BACKBONE = REPO / "models" / "backbone"
@@ -69,23 +70,29 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="examples per step; default 8")
     p.add_argument("--tokens", type=int, default=64, help="input tokens per example; default 64")
     p.add_argument("--prompt-length", type=int, default=20, help="virtual tokens; default 20")
+    p.add_argument(
+        "--dtype", default="float32", choices=DTYPE_SETTINGS,
+        help="backbone weights: float32 (default), bfloat16, or auto (bf16 where matmuls are native, see README)",
+    )
     return p
 
 
-def setup(args: argparse.Namespace) -> Backbone:
-    """Threads, device and the backbone (tiny random, or the materialised one in ``--backbone``)."""
+def setup(args: argparse.Namespace, dtype: str | None = None) -> Backbone:
+    """Threads, device and the backbone (tiny random, or the materialised one in ``--backbone``), its weights in
+    ``dtype`` (a ``backbone.dtype`` setting; default ``--dtype``)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA GPU")
+    resolved = resolve_dtype(dtype or args.dtype, device)
     if args.tiny:
         from tiny import tiny_backbone
 
         backbone = tiny_backbone("causal")
-        backbone.to(device)
+        backbone.to(device=device, dtype=resolved)
     else:
-        backbone = load_backbone(args.backbone, device)
+        backbone = load_backbone(args.backbone, device, resolved)
     torch.manual_seed(0)
     return backbone
 
@@ -198,7 +205,8 @@ def report(times: dict[str, list[float]], tokens_per_step: int, numerator: str, 
 
 def describe(args: argparse.Namespace, backbone: Backbone) -> None:
     print(
-        f"backbone {backbone.info.name} on {backbone.device}, threads {torch.get_num_threads()}, batch {args.batch}, "
+        f"backbone {backbone.info.name} ({dtype_name(backbone.dtype)}) on {backbone.device}, "
+        f"threads {torch.get_num_threads()}, batch {args.batch}, "
         f"{args.tokens} input tokens, {args.prompt_length} virtual tokens, {args.warmup} warm-up + "
         f"{args.repeats} timed steps per side, interleaved"
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# P1 (PEFT ÷ ours) and P3 (ours ÷ bare forward+backward) on the default backbone on a CUDA GPU, under the
-# library's bf16 autocast (fp32 master weights, as pipeline.training.loop.make_accelerator sets it up), at the default
+# P1 (PEFT ÷ ours) and P3 (ours ÷ bare forward+backward) on the default backbone on a CUDA GPU, with the backbone
+# in the dtype `backbone.dtype: auto` resolves to there (bf16 weights on a GPU with bf16; no autocast), at the default
 # batch (8) and at batch 64. Prints tokens/s per side and the ratios; about 1-2 minutes, capped at 5.
 #
 #   benchmarks/gpu_check.sh [BACKBONE_DIR]      # default: models/backbone (run `dvc repro backbone` first)
@@ -33,7 +33,7 @@ for batch in 8 64; do
     if [ "$left" -le 10 ]; then echo "gpu_check: 5-minute budget spent, stopping" >&2; exit 1; fi
     echo "== $bench, batch $batch"
     if ! out=$(timeout "$left" "$PY" "benchmarks/$bench.py" --device cuda --backbone "$BACKBONE" \
-        --batch "$batch" --repeats 20 --warmup 5 2>"$err"); then
+        --batch "$batch" --repeats 20 --warmup 5 --dtype auto 2>"$err"); then
       echo "gpu_check: $bench failed:" >&2; tail -20 "$err" >&2; exit 1
     fi
     grep -E 'tokens/s|ratio' <<<"$out"

@@ -12,10 +12,14 @@ count, the same number of virtual tokens, AdamW on the prompt only, and the libr
 * Ours: :class:`pipeline.model.backbone.Backbone` (the decoder only; hidden state at the prediction position times
   the label words' output rows) with :class:`pipeline.methods.prompt_tuning.SoftPrompt`.
 
+``--dtype`` sets both sides' backbone dtype (P1 is reported for float32 and bfloat16). ``--ours-dtype`` gives our
+side another one, on a second copy of the backbone: ``--dtype float32 --ours-dtype auto`` is P1d, PEFT in its
+default (fp32) ÷ ours in our default (``backbone.dtype: auto``).
+
 ``--peft-logits-to-keep 1`` passes ``logits_to_keep=1`` to the PEFT model (last-position logits only), to show
 how much of the gap is the full LM head at every position.
 
-    python benchmarks/p1_peft_vs_ours.py [--tiny] [--repeats N]
+    python benchmarks/p1_peft_vs_ours.py [--tiny] [--repeats N] [--dtype float32|bfloat16] [--ours-dtype auto]
 """
 
 from __future__ import annotations
@@ -31,9 +35,14 @@ def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--peft-loss", choices=["last", "model"], default="last", help="see the module docstring")
     p.add_argument("--peft-logits-to-keep", type=int, default=0, help="0 (PEFT default): logits at every position")
+    p.add_argument("--ours-dtype", choices=common.DTYPE_SETTINGS, help="our side's dtype (default: --dtype); P1d")
     args = p.parse_args()
     backbone = common.setup(args)
     common.describe(args, backbone)
+    mine = backbone
+    if args.ours_dtype and common.resolve_dtype(args.ours_dtype, backbone.device) != backbone.dtype:
+        mine = common.setup(args, args.ours_dtype)
+        print(f"ours: {args.ours_dtype} -> {common.dtype_name(mine.dtype)} (a second copy of the backbone)")
     batch = common.fixed_batch(backbone, args.batch, args.tokens)
     labels = backbone.label_words([" positive", " negative"], "benchmark")
     targets = labels.first_ids.to(backbone.device)[batch.labels]
@@ -65,8 +74,12 @@ def main() -> None:
         backbone.model.eval()  # the loop put the shared model in training mode; ours runs it in eval mode
         return seconds
 
-    ours = common.prompt_tuning_side(backbone, batch, labels, args.prompt_length)
-    common.compare(args, {"peft": peft_step, "ours": ours}, "P1 peft/ours step time ratio")
+    ours = common.prompt_tuning_side(mine, batch.to(mine.device), labels, args.prompt_length)
+    if args.ours_dtype:
+        label = f"P1d peft {common.dtype_name(backbone.dtype)}/ours {args.ours_dtype} ({common.dtype_name(mine.dtype)}) step time ratio"
+    else:
+        label = f"P1 peft/ours step time ratio ({common.dtype_name(backbone.dtype)})"
+    common.compare(args, {"peft": peft_step, "ours": ours}, label)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 * Ours: SoftPrompt + label-word scoring + task loss + AdamW through the library's loop (as in P1 and P2).
 * Bare: the frozen decoder on ``[prompt; input]`` embeddings (a leaf tensor with requires_grad, built once),
-  loss = sum of the last hidden state, backward to the input embeddings only; no optimizer, no loop. On a GPU
-  it runs under the same bf16 autocast as the library's loop.
+  loss = sum of the last hidden state, backward to the input embeddings only; no optimizer, no loop. Both sides
+  run the backbone in ``--dtype`` (weights cast once, no autocast, as the library does).
 
 The ratio is what the library adds on top of the unavoidable model compute.
 
@@ -30,16 +30,14 @@ def main() -> None:
     with torch.no_grad():
         prompt = common.prompt_init(backbone, args.prompt_length).unsqueeze(0).expand(args.batch, -1, -1)
         embeds = torch.cat([prompt, backbone.input_embeddings(batch.input_ids)], dim=1)
-    embeds = embeds.detach().requires_grad_(True)
+    embeds = embeds.detach().to(backbone.dtype).requires_grad_(True)
     mask = torch.cat([batch.attention_mask.new_ones(args.batch, args.prompt_length), batch.attention_mask], dim=1)
     decoder = backbone.model.get_decoder()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
     def bare_step() -> float:
         common.synchronize(device)
         started = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
-            states = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        states = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         states.float().sum().backward()
         common.synchronize(device)
         seconds = time.perf_counter() - started

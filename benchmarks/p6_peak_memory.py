@@ -15,13 +15,12 @@ Default task: bbc_news, whose inputs fill ``model.max_length`` (the largest acti
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import scratch_repo
+from scratch_repo import run
 
 MEASURE = (
     "import resource, subprocess, sys\n"
@@ -31,28 +30,10 @@ MEASURE = (
 )
 
 
-def stage_env() -> dict[str, str]:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return env
-
-
-def run(repo: Path, *command: str) -> str:
-    result = subprocess.run(command, cwd=repo, env=stage_env(), capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return result.stdout
-
-
 def prepare(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
     """The scratch repo with a backbone and the task's prepared data; the task's name."""
-    if args.tiny:
-        repo, task = scratch_repo.tiny_repo(root), args.task or "src_a"
-        run(repo, sys.executable, "-m", "stages.backbone")
-    else:
-        repo, task = scratch_repo.default_repo(root), args.task or "bbc_news"
-        (repo / "models").mkdir()
-        (repo / "models" / "backbone").symlink_to(args.backbone.resolve(), target_is_directory=True)
+    repo = scratch_repo.repo_with_backbone(root, args.tiny, args.backbone)
+    task = args.task or ("src_a" if args.tiny else "bbc_news")
     params = scratch_repo.read_params(repo)
     if args.steps:
         params["source"]["steps"] = args.steps

@@ -24,7 +24,10 @@ for _path in (REPO, REPO / "tests"):  # tests/tiny.py imports `pipeline`
 from test_end_to_end import BINARY, git, make_repo, ran_stages, task_spec, write_task_csv  # noqa: E402
 from tiny import save_tiny_backbone  # noqa: E402
 
-__all__ = ["add_target", "default_repo", "dvc", "git", "pending_stages", "ran_stages", "tiny_repo", "tiny_target"]
+__all__ = [
+    "add_target", "default_repo", "dvc", "git", "pending_stages", "ran_stages", "repo_with_backbone", "run", "stage_env",
+    "tiny_repo", "tiny_target",
+]
 
 
 def dvc(repo: Path, *args: str, threads: int | None = 1, timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -93,3 +96,31 @@ def add_target(repo: Path, name: str, spec: dict) -> None:
 def pending_stages(repo: Path, threads: int | None = 1) -> list[str]:
     """The stages `dvc status` says would run."""
     return sorted(json.loads(dvc(repo, "status", "--json", threads=threads).stdout))
+
+
+def stage_env() -> dict[str, str]:
+    """The environment a stage runs in: this venv first on PATH, passive OpenMP waits, no hub access."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return env
+
+
+def run(repo: Path, *command: str) -> str:
+    """Run ``command`` in ``repo``; its stdout, or exit with the tail of its output."""
+    result = subprocess.run(command, cwd=repo, env=stage_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def repo_with_backbone(root: Path, tiny: bool, backbone: Path) -> Path:
+    """A scratch repo whose ``models/backbone`` is ready: the tiny one materialised by its stage, or ``backbone``
+    (a materialised folder) linked into the default repo."""
+    if tiny:
+        repo = tiny_repo(root)
+        run(repo, sys.executable, "-m", "stages.backbone")
+        return repo
+    repo = default_repo(root)
+    (repo / "models").mkdir()
+    (repo / "models" / "backbone").symlink_to(Path(backbone).resolve(), target_is_directory=True)
+    return repo

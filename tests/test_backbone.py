@@ -129,3 +129,22 @@ def test_long_inputs_lose_their_start_not_the_answer_cue():
     ids = backbone.tokenize([text], max_length=8)["input_ids"][0].tolist()
     assert len(ids) == 8
     assert backbone.tokenizer.decode(ids[-2:]) == "sentiment :"
+
+
+def test_a_fixed_prompt_keys_and_values_are_computed_once_per_evaluation_pass(monkeypatch):
+    backbone, enc, prompt = setup("causal")
+    labels = backbone.label_words([" positive", " negative"], "test")
+    calls = []
+    compute = backbone._prompt_keys_values
+    monkeypatch.setattr(backbone, "_prompt_keys_values", lambda p: calls.append(1) or compute(p))
+    rows = [slice(0, 1), slice(1, 3), slice(0, 3)]
+    with torch.no_grad():  # the reference: no memo outside inference mode, one prefix per batch
+        expected = [backbone(prompt(), enc["input_ids"][r], enc["attention_mask"][r], labels).logits for r in rows]
+    assert len(calls) == 3
+    with torch.inference_mode():
+        got = [backbone(prompt(), enc["input_ids"][r], enc["attention_mask"][r], labels).logits for r in rows]
+        assert len(calls) == 4  # once for the three batches
+        other = prompt() + 1  # another prompt is not served the first one's keys and values
+        backbone(other, enc["input_ids"], enc["attention_mask"], labels)
+        assert len(calls) == 5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))

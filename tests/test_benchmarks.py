@@ -1,4 +1,4 @@
-"""The step benchmarks run on the tiny backbone and end with their figure; no timing thresholds (noisy machines).
+"""The benchmarks run on the tiny backbone and end with their figure; no timing thresholds (noisy machines).
 
 P4 (two full tiny `dvc repro` runs first, ~3 min), P5 (a full run) and P6 are left to docs/benchmarks.md; P5's
 log parser is checked here on a synthetic log.
@@ -29,10 +29,30 @@ def run_benchmark(name: str, *args: str) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
-@pytest.mark.parametrize("name", ["p1_peft_vs_ours", "p2_distill_vs_pt", "p3_ours_vs_bare"])
+@pytest.mark.parametrize(
+    "name", ["p1_peft_vs_ours", "p2_distill_vs_pt", "p3_ours_vs_bare", "p8_fp32_vs_bf16", "p9_matmul_efficiency"]
+)
 def test_step_benchmark_ends_with_its_ratio(name):
     last = run_benchmark(name, "--tiny", "--repeats", "2")[-1]
     assert last.startswith(f"P{name[1]} ") and NUMBER_AT_END.search(last), last
+
+
+@pytest.mark.parametrize(
+    "args, start", [(("--dtype", "bfloat16"), "P1 "), (("--ours-dtype", "bfloat16"), "P1d peft float32/ours bfloat16")]
+)
+def test_p1_in_bf16_and_p1d_end_with_their_ratio(args, start):
+    last = run_benchmark("p1_peft_vs_ours", "--tiny", "--repeats", "1", "--warmup", "1", *args)[-1]
+    assert last.startswith(start) and "bfloat16" in last and NUMBER_AT_END.search(last), last
+
+
+def test_evaluation_benchmark_ends_with_its_ratio():
+    last = run_benchmark("e1_eval_rows", "--tiny", "--repeats", "1", "--rows", "40", "--eval-batch", "8")[-1]
+    assert last.startswith("E1 ") and NUMBER_AT_END.search(last), last
+
+
+def test_stage_overhead_benchmark_ends_with_its_ratio():
+    last = run_benchmark("p10_stage_overhead", "--tiny")[-1]
+    assert last.startswith("P10 ") and re.search(r": \d\.\d\d ", last), last
 
 
 def test_repro_log_parser(tmp_path):

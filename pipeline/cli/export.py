@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from peft import PromptTuningConfig
-from peft.utils import SAFETENSORS_WEIGHTS_NAME
 from safetensors.torch import save_file
 from transformers import AutoConfig
 
@@ -24,7 +23,7 @@ from pipeline.model.backbone import Backbone
 from pipeline.layout import PREPARED_DIR
 from pipeline.errors import PipelineError
 from pipeline.cli.artifact import PromptArtifact, load_prompt_artifact
-from pipeline.methods.prompt_tuning import EXPORT_META, PEFT_KEY, TASK_TYPES
+from pipeline.methods.prompt_tuning import EXPORT_META, PEFT_KEY, SAFETENSORS_WEIGHTS_NAME, TASK_TYPES
 
 def export_run(
     run_dir: Path, out_dir: Path, backbone_dir: Path, prepared_dir: Path = PREPARED_DIR

@@ -157,12 +157,13 @@ class MethodSettings:
 # task (data@, source@) or target (adapt@). adapt@'s seed comes on its command line (the matrix), so adding a seed
 # to ``seeds`` reruns no existing stage.
 TRACKED: dict[str, tuple[str, ...]] = {
-    "backbone": ("backbone",),
+    # Not backbone.dtype: the backbone stage always writes fp32; the training stages cast on load.
+    "backbone": ("backbone.name", "backbone.kind", "backbone.source"),
     "data": ("seed", "tasks.{task}"),
-    "source": ("seed", "model", "source", "source_teachers"),
-    "distill": ("seed", "model", "distill", "source_tasks"),
+    "source": ("seed", "backbone.dtype", "model", "source", "source_teachers"),
+    "distill": ("seed", "backbone.dtype", "model", "distill", "source_tasks"),
     "adapt": (
-        "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
+        "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
         "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
         "tasks.{task}",
     ),

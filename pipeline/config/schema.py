@@ -30,7 +30,8 @@ ADAPT_KEYS = (
 )
 SECTION_KEYS = {"model": MODEL_KEYS, "source": SOURCE_KEYS, "distill": DISTILL_KEYS, "adapt": ADAPT_KEYS}
 BACKBONE_KINDS = ("causal", "seq2seq")
-BACKBONE_KEYS = ("name", "kind", "source")
+BACKBONE_KEYS = ("name", "kind", "source", "dtype")  # dtype optional (auto)
+BACKBONE_DTYPES = ("auto", "float32", "bfloat16")  # pipeline.model.precision resolves them (it needs torch)
 BACKBONE_SOURCE_KEYS = {  # required keys per kind
     "package": ("kind", "package", "version", "sha256", "member", "format"),
     "local": ("kind", "path", "format"),
@@ -158,6 +159,9 @@ def check_backbone_spec(spec: Any) -> None:
     kind = require(spec, "kind", str, "backbone")
     if kind not in BACKBONE_KINDS:
         raise PipelineError(f"params.yaml: backbone.kind must be one of {', '.join(BACKBONE_KINDS)}, got {kind!r}")
+    dtype = spec.get("dtype", "auto")
+    if dtype not in BACKBONE_DTYPES:
+        raise PipelineError(f"params.yaml: backbone.dtype must be one of {', '.join(BACKBONE_DTYPES)}, got {dtype!r}")
     source = require(spec, "source", dict, "backbone")
     where = "backbone.source"
     source_kind = require(source, "kind", str, where)

@@ -30,7 +30,7 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
     if not seed_text.isdigit() or int(seed_text) not in params.seeds:
         raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({list(params.seeds)})")
     seed, spec, model, steps = int(seed_text), params.tasks[target], params.model, params.adapt
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     task = open_task(backbone, target, model)
     stage, keys = stage_name(target, method, seed), tracked_keys("adapt", target)
     runs, resumes = {}, []

@@ -9,6 +9,7 @@ import torch
 from pipeline.config.params import DistillSettings, tracked_keys
 from pipeline.config.schema import Params
 from pipeline.flows.runs import artifact_meta, checkpointer, open_backbone, open_task, write_run
+from pipeline.model.precision import dtype_name
 from pipeline.layout import distill_dir, source_dir
 from pipeline.store.atomic import read_json
 from pipeline.store.tensors import load_tensors
@@ -22,13 +23,16 @@ def run(params: Params) -> str:
     """Distil the teachers of ``source_tasks`` into results/distill; return the summary line."""
     names = list(params.source_tasks)
     model, steps, seed = params.model, params.distill, params.seed
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     settings = DistillSettings.from_params(params.raw, model.prompt_length, backbone.hidden_size)
     expect = {"backbone": backbone.info.fingerprint, "prompt_length": model.prompt_length}
     tasks, teachers = [], []
     for name in names:
         prompt, _ = load_tensors(source_dir(name) / "prompt.safetensors", f"source@{name}", expect)
-        outputs, _ = load_tensors(source_dir(name) / "teacher.safetensors", f"source@{name}", expect)
+        # Teacher outputs are targets for the student's scores: they must come from the same numerics (dtype) as
+        # the student, or the KL/MSE terms would fit the other dtype's rounding. Prompts load under any dtype.
+        teacher_expect = {**expect, "backbone_dtype": dtype_name(backbone.dtype)}
+        outputs, _ = load_tensors(source_dir(name) / "teacher.safetensors", f"source@{name}", teacher_expect)
         tasks.append(open_task(backbone, name, model))
         teachers.append({**outputs, "prompt": prompt["prompt"]})
     teacher_hashes = [hashlib.sha256(t["prompt"].numpy().tobytes()).hexdigest()[:16] for t in teachers]

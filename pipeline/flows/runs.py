@@ -13,6 +13,7 @@ from pipeline.store.tensors import save_tensors
 from pipeline.training.checkpoint import Checkpointer, fingerprint
 from pipeline.store.atomic import atomic_dir, write_json
 from pipeline.model.backbone import Backbone, load_backbone
+from pipeline.model.precision import dtype_name, dtype_setting, resolve_dtype
 from pipeline.data.batching import TaskData, load_task
 from pipeline.config.params import ModelSettings
 from pipeline.config.schema import Params
@@ -24,14 +25,20 @@ from pipeline.training.loop import TrainResult
 
 def checkpointer(stage: str, params: Params, keys: tuple[str, ...], backbone: Backbone, **extra: Any) -> Checkpointer:
     """The checkpoint of stage instance ``stage``, valid only for the params ``keys`` it reads, backbone and extras."""
-    identity = {"stage": stage, "backbone": backbone.info.fingerprint, **read_sections(params.raw, keys), **extra}
+    # The dtype too: a run half in fp32 and half in bf16 would be neither.
+    identity = {
+        "stage": stage, "backbone": backbone.info.fingerprint, "dtype": dtype_name(backbone.dtype),
+        **read_sections(params.raw, keys), **extra,
+    }
     return Checkpointer(CHECKPOINT_ROOT / stage, params.checkpoint_every, fingerprint(identity))
 
 
-def open_backbone() -> Backbone:
+def open_backbone(params: Params) -> Backbone:
     """The materialised backbone on this process's device: CPU, the GPU, or under a multi-process launcher
-    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too."""
-    return load_backbone(BACKBONE_DIR, PartialState().device)
+    (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too.
+    Its weights get ``backbone.dtype`` as resolved for that device (:mod:`pipeline.model.precision`)."""
+    device = PartialState().device
+    return load_backbone(BACKBONE_DIR, device, resolve_dtype(dtype_setting(params.raw), device))
 
 
 def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:
@@ -45,6 +52,7 @@ def artifact_meta(backbone: Backbone, model: ModelSettings, **extra: Any) -> dic
         "backbone_name": backbone.info.name,
         "hidden_size": backbone.info.hidden_size,
         "prompt_length": model.prompt_length,
+        "backbone_dtype": dtype_name(backbone.dtype),  # the dtype its scores (and teacher outputs) were computed in
         **extra,
     }
 

@@ -22,7 +22,7 @@ def run(params: Params, name: str) -> str:
     if name not in params.source_tasks:
         raise PipelineError(f"params.yaml: {name!r} is not listed in source_tasks")
     model, steps, seed = params.model, params.source, params.seed
-    backbone = open_backbone()
+    backbone = open_backbone(params)
     task = open_task(backbone, name, model)
     stage, keys = f"source@{name}", tracked_keys("source", name)
     resume = checkpointer(stage, params, keys, backbone, data=task.info.source_sha256)

@@ -8,16 +8,29 @@ checks without importing torch). Every prompt module maps a batch to what ``Back
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from torch import nn
 
 from pipeline.config.schema import METHODS
 from pipeline.errors import PipelineError
-from pipeline.methods import attempt, cpt, mpt, prefix, prompt_tuning, ptuning, spot
+from pipeline.methods import attempt, mpt, prompt_tuning, spot
 from pipeline.methods.base import Built, MethodContext
 
 __all__ = ["METHODS", "TARGET_METHODS", "Built", "MethodContext", "build", "build_method"]
+
+
+
+def _on_first_use(module: str) -> Callable[[MethodContext], Built]:
+    """The ``build`` of ``pipeline.methods.<module>``, imported when first called: the PEFT-backed methods import
+    PEFT, whose import alone took ~5-10 s of every stage's start-up (the default run uses pt and mpt only)."""
+
+    def build(ctx: MethodContext) -> Built:
+        return importlib.import_module(f"pipeline.methods.{module}").build(ctx)
+
+    return build
+
 
 TARGET_METHODS: dict[str, Callable[[MethodContext], Built]] = {
     "pt": prompt_tuning.build,
@@ -25,9 +38,9 @@ TARGET_METHODS: dict[str, Callable[[MethodContext], Built]] = {
     "mpt_full": mpt.build_full,
     "spot": spot.build,
     "attempt": attempt.build,
-    "prefix": prefix.build,
-    "ptuning": ptuning.build,
-    "cpt": cpt.build,
+    "prefix": _on_first_use("prefix"),
+    "ptuning": _on_first_use("ptuning"),
+    "cpt": _on_first_use("cpt"),
 }
 
 

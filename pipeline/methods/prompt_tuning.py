@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import TaskType
-from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -21,7 +19,12 @@ from pipeline.model.backbone import Backbone
 
 PEFT_KEY = "prompt_embeddings"  # the one tensor PEFT saves for prompt learning
 EXPORT_META = "mpt_export.json"  # our metadata beside the adapter: backbone fingerprint, task, verbalizer
-TASK_TYPES = {"causal": TaskType.CAUSAL_LM, "seq2seq": TaskType.SEQ_2_SEQ_LM}
+# PEFT's task types and file names (peft.TaskType, peft.utils.CONFIG_NAME, ...), spelled out: importing PEFT costs
+# every stage seconds at start-up, and a source stage reads an adapter folder without needing PEFT itself.
+TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
+CONFIG_NAME = "adapter_config.json"
+SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
+WEIGHTS_NAME = "adapter_model.bin"
 
 
 class SoftPrompt(nn.Module):
@@ -54,7 +57,7 @@ def load_peft_prompt(folder: Path, backbone: Backbone, prompt_length: int) -> to
     config = _adapter_config(folder)
     needs = {  # adapter_config.json key -> (the value this pipeline needs, who needs it)
         "peft_type": ("PROMPT_TUNING", "a prompt-tuning adapter"),
-        "task_type": (TASK_TYPES[backbone.info.kind].value, f"a {backbone.info.kind} backbone"),
+        "task_type": (TASK_TYPES[backbone.info.kind], f"a {backbone.info.kind} backbone"),
         "num_virtual_tokens": (prompt_length, "params.yaml model.prompt_length"),
         "token_dim": (backbone.hidden_size, "the backbone's hidden size"),
     }

@@ -101,6 +101,7 @@ class Backbone(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
+        self._kv_memo: tuple[torch.Tensor, torch.Tensor] | None = None  # see _shared_keys_values
         # Frozen: no gradients, no optimizer state, dropout off.
         self.model.requires_grad_(False)
         self.model.eval()
@@ -112,6 +113,11 @@ class Backbone(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.input_embeddings.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The frozen weights' dtype (``backbone.dtype`` resolved, see :mod:`pipeline.model.precision`)."""
+        return self.input_embeddings.weight.dtype
 
     @property
     def input_embeddings(self) -> nn.Embedding:
@@ -153,7 +159,8 @@ class Backbone(nn.Module):
     def sample_vocab_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """Rows of the input embedding for ``count`` random vocabulary ids (the usual soft-prompt init)."""
         weight = self.input_embeddings.weight
-        return weight.detach()[self.sample_vocab_ids(count, generator).to(weight.device)].clone()
+        # fp32 whatever the backbone's dtype: a prompt is trained in fp32 and cast on its way into the model.
+        return weight.detach()[self.sample_vocab_ids(count, generator).to(weight.device)].float()
 
     def forward(
         self, prompt: torch.Tensor | Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelWords
@@ -178,8 +185,8 @@ class Backbone(nn.Module):
         return self._prediction_hidden(self._batched(prompt, input_ids.shape[0]), input_ids, attention_mask, None)
 
     def label_logits(self, hidden: torch.Tensor, labels: LabelWords) -> torch.Tensor:
-        """Logits (B, C) of single-token label words from prediction hidden states (B, d)."""
-        return hidden @ self._output_rows(labels.first_ids).T
+        """Logits (B, C) of single-token label words from prediction hidden states (B, d), in fp32."""
+        return hidden.float() @ self._output_rows(labels.first_ids).T
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -202,7 +209,7 @@ class Backbone(nn.Module):
             # Under causal attention a prompt's tokens never see the input after them, so their keys and values
             # are the same in every row that shares the prompt. Run each distinct prompt once and hand them on
             # as a key/value prefix: the same numbers, ~1.2x faster training steps (benchmarks P1).
-            kv = self._prompt_keys_values(distinct)
+            kv = self._shared_keys_values(distinct)
             kv = kv.expand(-1, -1, batch, -1, -1, -1) if prompt.rows is None else kv[:, :, prompt.rows.to(kv.device)]
             return Prompt(embeds.new_zeros(batch, 0, embeds.shape[-1]), prefix=kv)
         if prompt.rows is not None:
@@ -213,6 +220,23 @@ class Backbone(nn.Module):
         if prefix is not None and self.info.kind != "causal":
             raise PipelineError(f"a key/value prefix is not supported for this backbone ({self.info.kind})")
         return Prompt(embeds, prompt.positions, prefix)
+
+    def _shared_keys_values(self, prompts: torch.Tensor) -> torch.Tensor:
+        """:meth:`_prompt_keys_values`, computed once for as long as the same prompts come back without gradients.
+
+        Evaluation and the teacher-output cache score a fixed prompt batch after batch: under
+        ``torch.inference_mode`` the last prompts' keys and values are kept and reused while the prompts are equal
+        (the weights are frozen, so equal prompts give equal keys and values). Training never takes this path,
+        since its keys and values must stay in the autograd graph.
+        """
+        if not torch.is_inference_mode_enabled():
+            return self._prompt_keys_values(prompts)
+        memo = self._kv_memo
+        if memo is not None and memo[0].shape == prompts.shape and torch.equal(memo[0], prompts):
+            return memo[1]
+        kv = self._prompt_keys_values(prompts)
+        self._kv_memo = (prompts.clone(), kv)
+        return kv
 
     def _prompt_keys_values(self, prompts: torch.Tensor) -> torch.Tensor:
         """Every layer's keys and values of (K, l, d) prompts at positions 0..l-1: (layers, 2, K, kv_heads, l, hd)."""
@@ -229,7 +253,8 @@ class Backbone(nn.Module):
         return _insert(prompt.embeds, embeds, positions), _insert(ones, attention_mask, positions)
 
     def _output_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_output_embeddings().weight[token_ids.to(self.device)]
+        # A few rows: scoring them in fp32 costs nothing and keeps label scores and losses out of bf16 rounding.
+        return self.model.get_output_embeddings().weight[token_ids.to(self.device)].float()
 
     def _prediction_hidden(
         self,
@@ -262,7 +287,7 @@ class Backbone(nn.Module):
         # so the real region is the first l + n positions and its last one predicts the label.
         positions = length + lengths.unsqueeze(1) - 1 + torch.arange(steps, device=lengths.device)
         picked = states[torch.arange(batch, device=states.device).unsqueeze(1), positions]
-        return picked[:, 0] if continuation is None else picked
+        return picked[:, 0].float() if continuation is None else picked
 
     def _seq2seq_hidden(self, prompt: Prompt, input_ids, attention_mask, continuation):
         batch = prompt.embeds.shape[0]
@@ -275,7 +300,7 @@ class Backbone(nn.Module):
         ).last_hidden_state
         if getattr(self.model.config, "scale_decoder_outputs", False):
             states = states * (self.model.config.d_model**-0.5)  # as T5 does before its tied lm_head
-        return states[:, 0] if continuation is None else states
+        return states[:, 0].float() if continuation is None else states
 
     def _score_multi_token(self, prompt: Prompt, input_ids, attention_mask, labels: LabelWords) -> Scores:
         """Summed log-probability of each label's tokens, normalised over all label-word tokens."""
@@ -290,8 +315,8 @@ class Backbone(nn.Module):
             padded = ids + [ids[-1]] * (longest - len(ids))  # padding positions are ignored below
             continuation = torch.tensor(padded[:-1], dtype=torch.long, device=input_ids.device).expand(batch, -1)
             states = self._prediction_hidden(prompt, input_ids, attention_mask, continuation)  # (B, m, d)
-            hidden = states[:, 0] if hidden is None else hidden
-            log_probs = torch.log_softmax(states @ rows.T, dim=-1)  # (B, m, |candidates|)
+            hidden = states[:, 0].float() if hidden is None else hidden
+            log_probs = torch.log_softmax(states.float() @ rows.T, dim=-1)  # (B, m, |candidates|)
             targets = torch.searchsorted(candidates, torch.tensor(ids, device=candidates.device))
             logits.append(log_probs[:, torch.arange(len(ids)), targets].sum(dim=1))
         assert len(logits) == classes
@@ -330,14 +355,17 @@ def _append_after_real_tokens(
     return ids, mask
 
 
-def load_backbone(folder: Path, device: torch.device | str = "cpu") -> Backbone:
-    """Load the materialised backbone (safetensors + tokenizer + backbone.json) from ``folder``."""
+def load_backbone(folder: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """Load the materialised backbone (safetensors + tokenizer + backbone.json) from ``folder``.
+
+    ``dtype``: the frozen weights' dtype, cast once here (:func:`pipeline.model.precision.resolve_dtype` picks it).
+    """
     info_path = Path(folder) / INFO_FILE
     if not info_path.is_file():
         raise PipelineError(f"{info_path}: backbone not materialised; run `dvc repro backbone`")
     info = BackboneInfo(**json.loads(info_path.read_text(encoding="utf-8")))
     auto = AutoModelForCausalLM if info.kind == "causal" else AutoModelForSeq2SeqLM
     # trust_remote_code stays off: only architectures that transformers ships are loaded.
-    model = auto.from_pretrained(folder, dtype=torch.float32, trust_remote_code=False)
+    model = auto.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return Backbone(model.to(device), tokenizer, info)

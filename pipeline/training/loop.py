@@ -46,9 +46,9 @@ class TrainResult:
 
 
 def make_accelerator() -> Accelerator:
-    """CPU in fp32; on a GPU, bf16 autocast (the frozen weights stay fp32 masters)."""
-    cuda = torch.cuda.is_available()
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    """The device, without autocast: the frozen weights already have their dtype (``backbone.dtype``, cast once at
+    load time), and autocast would only add a cast per op; the trained prompts stay fp32."""
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
 
 
 def trainable_parameter_count(module: nn.Module) -> int:

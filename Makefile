@@ -17,5 +17,7 @@ repro: setup
 	@test -d .git || (echo "error: run inside the git clone (dvc needs it)"; exit 1)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
+# Two workers, one per core (each torch in one thread); loadfile keeps each file's tests on one worker and in order,
+# since the user guide's tests build on each other's `dvc repro`.
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests

@@ -49,16 +49,3 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     git(repo, "commit", "-qm", "baseline run")
     return TinyRun(repo, output)
 
-
-# `make test` runs the suite on both cores (pytest-xdist, `--dist loadgroup`). The two long DVC chains each stay on
-# one worker: the tests sharing the session's tiny run (built once per worker that needs it) and the user guide's
-# repo, whose tests build on each other's `dvc repro`. Everything else is spread over whichever worker is free.
-_CHAINS = {"test_user_guide.py": "user-guide"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = "tiny-run" if "tiny_run" in getattr(item, "fixturenames", ()) else _CHAINS.get(item.path.name)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))

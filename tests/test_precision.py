@@ -8,7 +8,7 @@ import torch
 import pipeline.model.precision as precision
 from pipeline.model.backbone import load_backbone
 from pipeline.errors import PipelineError
-from pipeline.losses import task_loss
+from pipeline.training.losses import task_loss
 from pipeline.methods.prompt_tuning import SoftPrompt
 from pipeline.model.precision import dtype_name, dtype_setting, resolve_dtype
 from pipeline.config.schema import check_backbone_spec

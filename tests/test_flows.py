@@ -146,7 +146,8 @@ def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):
         assert few["dev"]["accuracy"] == pytest.approx(best) and set(few["zero_step"]) == {"dev", "test"}
         assert 0 <= few["template_accuracy"] <= 1
         curve = Path("dvclive/adapt_tgt-mpt-0/plots/metrics/dev/k4/accuracy.tsv").read_text().splitlines()
-        assert curve[0].split("\t") == ["step", "accuracy"] and [line.split("\t")[0] for line in curve[1:]] == ["0", "2"]
+        assert curve[0].split("\t") == ["step", "accuracy"]
+        assert [line.split("\t")[0] for line in curve[1:]] == ["0", "2"]
         with pytest.raises(PipelineError, match=r"seed '7' is not listed in seeds"):
             adapt.run(params(adapted), "tgt", "pt", "7")
 

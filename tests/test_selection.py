@@ -84,6 +84,7 @@ def test_a_resumed_run_keeps_its_curve_and_its_best_state(tmp_path, kill_after):
               TrainConfig(steps=6, seed=0, checkpoint=checkpoint, dev=DevCurve(dying, 2, "best_dev")), "killed")
     resumed_curve = DevCurve(scripted(accuracies, []), every=2, rule="best_dev")
     resumed = scalar_module()
-    train(resumed, iter(range(6)), quadratic, TrainConfig(steps=6, seed=0, checkpoint=checkpoint, dev=resumed_curve), "re")
+    config = TrainConfig(steps=6, seed=0, checkpoint=checkpoint, dev=resumed_curve)
+    train(resumed, iter(range(6)), quadratic, config, "re")
     assert resumed_curve.points == reference.points and resumed_curve.zero_step == reference.zero_step
     assert resumed_curve.selected_step(6) == 2 and torch.equal(resumed.weight, expected.weight)

@@ -13,7 +13,8 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.config.load import PARAMS_FILE, check_keys, positive, read_params, require, section
 from pipeline.config.params import (
-    DevSettings, DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of, task_names,
+    DevSettings, DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
+    task_names,
 )
 from pipeline.config.tasks import TaskSpec
 

@@ -110,7 +110,9 @@ def write_run_folders(
         for name, run in runs.items()
         for record in run.result.history
     ]
-    curves = {f"dev/{name}/accuracy": run.metrics["dev_curve"] for name, run in runs.items() if "dev_curve" in run.metrics}
+    curves = {
+        f"dev/{name}/accuracy": run.metrics["dev_curve"] for name, run in runs.items() if "dev_curve" in run.metrics
+    }
     log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
 
 

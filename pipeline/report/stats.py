@@ -100,3 +100,22 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
     if not seeds:
         raise ValueError("no seed in common")
     return mean_interval([values[s] - baseline[s] for s in seeds], level)
+
+
+def steps_to_reach(curve: Sequence[tuple[int, float]], reference: float, fraction: float = 0.95) -> int | None:
+    """The first evaluated step whose accuracy is >= ``fraction`` · ``reference``; None if the curve never gets
+    there."""
+    target = fraction * reference
+    return next((int(step) for step, accuracy in sorted(curve) if accuracy >= target), None)
+
+
+def normalised_area(curve: Sequence[tuple[int, float]]) -> float:
+    """The trapezoid area under ``curve`` (step, accuracy) divided by its step span: the mean accuracy over the run,
+    which rewards reaching a level early. One point: its accuracy."""
+    points = sorted(curve)
+    if not points:
+        raise ValueError("no points")
+    if len(points) == 1 or points[-1][0] == points[0][0]:
+        return float(points[-1][1])
+    area = math.fsum((s1 - s0) * (a0 + a1) / 2 for (s0, a0), (s1, a1) in zip(points, points[1:]))
+    return area / (points[-1][0] - points[0][0])

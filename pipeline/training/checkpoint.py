@@ -30,7 +30,8 @@ def fingerprint(payload: Any) -> str:
 
 
 class Checkpointer:
-    """Save and restore (module, optimizer, schedule, step, history) every ``every`` steps."""
+    """Save and restore (module, optimizer, schedule, step, history, and the dev curve with its kept best state)
+    every ``every`` steps."""
 
     def __init__(self, folder: Path, every: int, run_fingerprint: str) -> None:
         self.folder, self.every, self.run_fingerprint = Path(folder), every, run_fingerprint

@@ -35,8 +35,8 @@ def score_text(score: Interval) -> str:
 
 
 def points(value: float) -> str:
-    """An accuracy difference in signed percentage points, one decimal."""
-    return f"{value * 100:+.1f}"
+    """An accuracy difference in signed percentage points, one decimal (a float error below it reads +0.0, not -0.0)."""
+    return f"{round(value * 100, 1) + 0.0:+.1f}"
 
 
 def difference_text(diff: Interval) -> str:

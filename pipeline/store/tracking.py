@@ -77,6 +77,11 @@ def log_run(
     with tempfile.TemporaryDirectory(prefix="dvclive-") as scratch, _detached(Path(scratch)):
         live = Live(str(Path(scratch) / "run"), dvcyaml=False, save_dvc_exp=False)
         live.log_params(params)
+        # Before the training curves, so that metrics.json's "step" stays the last training step.
+        for name in sorted(curves or {}):
+            for step, value in curves[name]:
+                live.step = int(step)
+                live.log_metric(name, _rounded(value), timestamp=False)
         for record in history:
             live.step = int(record["step"])
             # Sorted: a record restored from a checkpoint (JSON, sorted keys) must log in the same order as a
@@ -86,10 +91,6 @@ def log_run(
                     live.log_metric(f"{CURVE_PREFIX}/{name}", _rounded(value), timestamp=False)
         if not history:
             _empty_curve(Path(live.plots_dir))
-        for name in sorted(curves or {}):
-            for step, value in curves[name]:
-                live.step = int(step)
-                live.log_metric(name, _rounded(value), timestamp=False)
         for name, value in _number_leaves(metrics):
             live.log_metric(name, _rounded(value), timestamp=False, plot=False)
         live.end()

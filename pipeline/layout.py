@@ -22,7 +22,7 @@ from pipeline.config.tasks import ALL, KShot
 BACKBONE_DIR = Path("models/backbone")  # backbone: the materialised frozen LM (safetensors + tokenizer)
 PREPARED_DIR = Path("data/prepared")  # data@<task>: one folder per task
 RESULTS_DIR = Path("results")
-REPORTS_DIR = Path("reports")  # report: transfer.md/.csv/.png, summary.csv, curves.png, metrics.json
+REPORTS_DIR = Path("reports")  # report: transfer.md/.csv/.png, summary.csv, curves.png, dev_curves.png, metrics.json
 METRICS_FILE = REPORTS_DIR / "metrics.json"  # the report's headline metrics, which `dvc exp show` lists
 COMPARE_DIR = REPORTS_DIR / "compare"  # `python -m pipeline compare`'s default output
 DVCLIVE_DIR = Path("dvclive")  # dvclive/<stage>/: each training stage's params, metrics and curves

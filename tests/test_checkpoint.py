@@ -6,7 +6,7 @@ import torch
 from pipeline.training.checkpoint import Checkpointer
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext, build_method
-from pipeline.config.params import ModelSettings, StepSettings
+from pipeline.config.params import DevSettings, ModelSettings, StepSettings
 from pipeline.training.fit import fit_and_evaluate
 from pipeline.training.loop import TrainConfig, train
 from test_train import toy_task
@@ -20,7 +20,7 @@ class Killed(Exception):
     """Stands in for SIGKILL inside one process."""
 
 
-def run(checkpoint, kill_at=None):
+def run(checkpoint, kill_at=None, dev=None):
     backbone = tiny_backbone("causal")
     task = toy_task(backbone)
     module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, 0))
@@ -36,19 +36,27 @@ def run(checkpoint, kill_at=None):
 
         backbone.forward = dying
     config = TrainConfig(STEPS.steps, groups, STEPS.warmup_steps, seed=0, checkpoint=checkpoint)
-    return fit_and_evaluate(backbone, module, task, MODEL, config, "ckpt-test")
+    return fit_and_evaluate(backbone, module, task, MODEL, config, "ckpt-test", dev=dev)
 
 
-@pytest.mark.parametrize("kill_at", [1, 4, 7])
-def test_resume_after_a_kill_is_bit_identical(tmp_path, kill_at):
-    reference = run(None)
+@pytest.mark.parametrize(("kill_at", "dev"), [
+    (1, None), (4, None), (7, None),
+    # With a dev curve (one forward pass per dev score at 0, 2, 4, 6, 8, 9, one for test at 0, one per training
+    # step): killed in training step 4 (resumes from the checkpoint after 3 steps, curve [0, 2]) and in step 7 (from
+    # the one after 6, curve [0 .. 6]). The tiny model's dev curve is flat, so best_dev selects step 0: the resumed
+    # run must end on the kept state from the checkpoint, not on its trained weights.
+    (8, DevSettings(eval_every=2, select="best_dev")), (12, DevSettings(eval_every=2, select="last")),
+])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, kill_at, dev):
+    reference = run(None, dev=dev)
     checkpoint = Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="f")
     with pytest.raises(Killed):
-        run(checkpoint, kill_at=kill_at)
-    resumed = run(checkpoint)
+        run(checkpoint, kill_at=kill_at, dev=dev)
+    resumed = run(checkpoint, dev=dev)
     assert torch.equal(resumed.module.weight, reference.module.weight)
     assert [h["loss"] for h in resumed.result.history] == [h["loss"] for h in reference.result.history]
-    assert resumed.metrics == reference.metrics
+    assert resumed.metrics == reference.metrics and resumed.selection == reference.selection
+    assert (dev is None) == (resumed.selection == {})
 
 
 def test_checkpoint_of_other_inputs_is_ignored(tmp_path):

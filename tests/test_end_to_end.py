@@ -164,6 +164,9 @@ def test_each_training_stage_logs_its_params_metrics_and_curves_with_dvclive(tin
         for run in runs:
             curve = (folder / "plots" / "metrics" / "train" / f"{run}loss.tsv").read_text().splitlines()
             assert curve[0] == "step\tloss" and [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
+            if stage.startswith("adapt@"):  # dev scored before training and after the last of the 3 steps
+                dev = (folder / "plots" / "metrics" / "dev" / f"{run}accuracy.tsv").read_text().splitlines()
+                assert [line.split("\t")[0] for line in dev[1:]] == ["0", "3"], stage
         summary = json.loads((folder / "metrics.json").read_text())
         assert summary["step"] == 2 and section(summary["train"], f"{runs[-1]}loss".replace("/", "."))
     curves = repo / "dvclive" / "distill" / "plots" / "metrics" / "train"

@@ -138,6 +138,16 @@ def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):
         assert few["train_examples"] == 4 and few["trainable_params"] == 4 + 32  # l + d: only L is trained
         assert set(json.loads(timings.read_text())) == {"k4", "kall"}
         assert "spot_source" in json.loads((stage_dir("tgt", "spot", 0) / "kall" / "metrics.json").read_text())
+        # adapt.eval_every 10 > steps 2: dev scored at step 0 (the initial prompt) and the last step, test from the
+        # earliest best-dev step, and the template alone (no prompt) scored once for the stage.
+        assert [step for step, _ in few["dev_curve"]] == [0, 2] and few["select"] == "best_dev"
+        best = max(accuracy for _, accuracy in few["dev_curve"])
+        assert few["selected_step"] == next(step for step, accuracy in few["dev_curve"] if accuracy == best)
+        assert few["dev"]["accuracy"] == pytest.approx(best) and set(few["zero_step"]) == {"dev", "test"}
+        assert 0 <= few["template_accuracy"] <= 1
+        curve = Path("dvclive/adapt_tgt-mpt-0/plots/metrics/dev/k4/accuracy.tsv").read_text().splitlines()
+        assert curve[0].split("\t") == ["step", "accuracy"]
+        assert [line.split("\t")[0] for line in curve[1:]] == ["0", "2"]
         with pytest.raises(PipelineError, match=r"seed '7' is not listed in seeds"):
             adapt.run(params(adapted), "tgt", "pt", "7")
 

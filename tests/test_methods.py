@@ -16,7 +16,7 @@ from pipeline.methods import TARGET_METHODS, MethodContext, build, spot
 from pipeline.methods.attempt import HIDDEN
 from pipeline.methods.cpt import LABEL, balanced_rows
 from pipeline.methods.ptuning import marker_groups
-from pipeline.config.params import MethodSettings
+from pipeline.config.params import DevSettings, MethodSettings
 from pipeline.training.fit import fit_and_evaluate
 from pipeline.config.tasks import TaskSpec
 from pipeline.training.loop import TrainConfig
@@ -290,3 +290,17 @@ def test_runs_without_a_single_prompt_are_refused_by_export_and_predict(tmp_path
     save_tensors(tmp_path / "run" / "params.safetensors", {"target": torch.zeros(L, D)}, meta)
     with pytest.raises(PipelineError, match="method 'attempt' leaves no single \\(l, d\\) prompt"):
         load_prompt_artifact(tmp_path / "run", tmp_path / "backbone", tmp_path / "prepared")
+
+
+@pytest.mark.parametrize("method", list(TARGET_METHODS))
+def test_every_method_records_a_dev_curve_and_is_scored_at_the_step_best_dev_selects(method, tmp_path):
+    """One hook for all: no method needs code of its own for the dev curve or for restoring its best state."""
+    backbone = tiny_backbone("causal")
+    ctx = context(backbone, tmp_path)
+    module, groups, _ = build(method, ctx)
+    config = TrainConfig(steps=6, param_groups=groups, warmup_steps=1, seed=0)
+    run = fit_and_evaluate(backbone, module, ctx.task, MODEL, config, method, dev=DevSettings(3, "best_dev"))
+    curve = dict(run.selection["dev_curve"])
+    assert list(curve) == [0, 3, 6] and set(run.selection["zero_step"]) == {"dev", "test"}
+    assert run.selection["selected_step"] == min(step for step, acc in curve.items() if acc == max(curve.values()))
+    assert run.metrics["dev"]["accuracy"] == pytest.approx(curve[run.selection["selected_step"]])

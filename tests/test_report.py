@@ -220,7 +220,7 @@ def test_pngs_are_valid_and_deterministic(results: Path, report_dir: Path, tmp_p
 
 def test_no_temp_files_left(report_dir: Path) -> None:
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        "curves.png", "metrics.json", "summary.csv", "transfer.csv", "transfer.md", "transfer.png",
+        "curves.png", "dev_curves.png", "metrics.json", "summary.csv", "transfer.csv", "transfer.md", "transfer.png",
     ]
 
 

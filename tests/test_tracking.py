@@ -104,3 +104,11 @@ def test_logged_files_do_not_depend_on_the_order_of_a_records_keys(tmp_path):
     files_b = {p.relative_to(live_dir("order@b", tmp_path)): p.read_bytes()
                for p in live_dir("order@b", tmp_path).rglob("*") if p.is_file()}
     assert files_a == files_b and files_a
+
+
+def test_dev_curves_are_logged_at_their_own_steps_and_repeat_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    curves = {"dev/k16/accuracy": [[0, 0.5], [10, 0.6251234], [20, 0.7]]}
+    first = files(log_run("adapt@toy-pt-0", PARAMS, METRICS, HISTORY, curves=curves))
+    assert first["plots/metrics/dev/k16/accuracy.tsv"] == b"step\taccuracy\n0\t0.5\n10\t0.625123\n20\t0.7\n"
+    assert files(log_run("adapt@toy-pt-0", PARAMS, METRICS, HISTORY, curves=curves)) == first

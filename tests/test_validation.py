@@ -117,6 +117,10 @@ PARAMS_CASES = [
     ("decomposition not a bool", lambda p: set_key(p, "distill.decomposition", "no"), r"distill\.decomposition must"),
     ("typo under distill", lambda p: set_key(p, "distill.decompositon", False), r"unknown key distill\.decompositon"),
     ("freeze_shared not a bool", lambda p: set_key(p, "adapt.freeze_shared", 1), r"adapt\.freeze_shared must be bool"),
+    ("negative eval_every", lambda p: set_key(p, "adapt.eval_every", -1), r"adapt\.eval_every must be >= 0"),
+    ("unknown select rule", lambda p: set_key(p, "adapt.select", "best"), r"adapt\.select must be one of last, best_dev"),
+    ("best_dev without a curve", lambda p: set_key(set_key(p, "adapt.eval_every", 0), "adapt.select", "best_dev"),
+     r"adapt\.select: best_dev needs a dev curve"),
     ("missing freeze_shared", lambda p: drop_key(p, "adapt.freeze_shared"), r"missing key adapt\.freeze_shared"),
 ]
 

@@ -152,6 +152,33 @@ class MethodSettings:
         )
 
 
+SELECT_RULES = ("last", "best_dev")
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    """The dev curve every target method records and the checkpoint rule (params ``adapt.eval_every``,
+    ``adapt.select``); the same for every method, so no method is judged by a different rule."""
+
+    eval_every: int = 10  # steps between dev evaluations, besides step 0 (the initial prompt) and the last; 0: none
+    # best_dev: the earliest step with the best dev accuracy, as the prompt-tuning papers select (Lester et al. 2021,
+    # ATTEMPT, MPT); it spares a method that overshoots late in a short budget. last: the final step.
+    select: str = "best_dev"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> DevSettings:
+        node, defaults = section(params, "adapt"), cls()
+        every = optional(node, "eval_every", int, "adapt", defaults.eval_every)
+        if every < 0:
+            raise PipelineError(f"params.yaml: adapt.eval_every must be >= 0 (0: no dev curve), got {every}")
+        select = optional(node, "select", str, "adapt", defaults.select)
+        if select not in SELECT_RULES:
+            raise PipelineError(f"params.yaml: adapt.select must be one of {', '.join(SELECT_RULES)}, got {select!r}")
+        if select == "best_dev" and every == 0:
+            raise PipelineError("params.yaml: adapt.select: best_dev needs a dev curve; set adapt.eval_every > 0")
+        return cls(eval_every=every, select=select)
+
+
 # What each stage reads from params.yaml: the one list behind dvc.yaml's `params:` (tests/test_dvc_yaml.py keeps
 # them equal), the params dvclive logs and the params a checkpoint is valid for. ``{task}`` is the stage's own
 # task (data@, source@) or target (adapt@). adapt@'s seed comes on its command line (the matrix), so adding a seed
@@ -165,7 +192,7 @@ TRACKED: dict[str, tuple[str, ...]] = {
     "adapt": (
         "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
         "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
-        "tasks.{task}",
+        "adapt.eval_every", "adapt.select", "tasks.{task}",
     ),
     "report": ("source_tasks", "target_tasks", "adapt.methods", "seeds", "tasks"),
 }

@@ -13,7 +13,8 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.config.load import PARAMS_FILE, check_keys, positive, read_params, require, section
 from pipeline.config.params import (
-    DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of, task_names,
+    DevSettings, DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
+    task_names,
 )
 from pipeline.config.tasks import TaskSpec
 
@@ -27,6 +28,7 @@ SOURCE_KEYS = ("steps", "lr", "warmup_steps", "teacher_examples")
 DISTILL_KEYS = ("steps", "lr", "factor_lr", "warmup_steps", "rank", "lambda", "temperature", "decomposition")
 ADAPT_KEYS = (
     "methods", "steps", "lr", "factor_lr", "warmup_steps", "freeze_shared", *MethodSettings.__dataclass_fields__,
+    *DevSettings.__dataclass_fields__,
 )
 SECTION_KEYS = {"model": MODEL_KEYS, "source": SOURCE_KEYS, "distill": DISTILL_KEYS, "adapt": ADAPT_KEYS}
 BACKBONE_KINDS = ("causal", "seq2seq")
@@ -64,6 +66,7 @@ class Params:
     adapt: StepSettings
     methods: tuple[str, ...]
     method_options: MethodSettings
+    dev: DevSettings  # adapt.eval_every, adapt.select: every target method's dev curve and checkpoint rule
     freeze_shared: bool
     tasks: dict[str, TaskSpec]
     source_tasks: tuple[str, ...]
@@ -87,6 +90,7 @@ class Params:
             adapt=StepSettings.from_params(params, "adapt"),
             methods=tuple(section(params, "adapt.methods")),
             method_options=MethodSettings.from_params(params),
+            dev=DevSettings.from_params(params),
             freeze_shared=freeze_shared(params),
             tasks={str(name): TaskSpec.from_params(str(name), spec) for name, spec in params["tasks"].items()},
             source_tasks=tuple(task_names(params, "source_tasks")),
@@ -125,6 +129,7 @@ def validate(params: dict[str, Any]) -> None:
     DistillSettings.from_params(params, model.prompt_length, hidden_size=None)
     _check_methods(section(params, "adapt"))
     MethodSettings.from_params(params)
+    DevSettings.from_params(params)
     freeze_shared(params)
     tasks = section(params, "tasks")
     if not isinstance(tasks, dict) or not tasks:

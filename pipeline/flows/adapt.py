@@ -19,7 +19,7 @@ from pipeline.flows.runs import write_run_folders
 from pipeline.layout import k_label, stage_dir, stage_name, timing_file
 from pipeline.methods import MethodContext, build
 from pipeline.store.tracking import read_sections
-from pipeline.training.fit import fit_and_evaluate
+from pipeline.training.fit import evaluate_template, fit_and_evaluate
 from pipeline.training.loop import TrainConfig
 
 
@@ -34,6 +34,9 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
     task = open_task(backbone, target, model)
     stage, keys = stage_name(target, method, seed), tracked_keys("adapt", target)
     runs, resumes = {}, []
+    # The template alone (no prompt, no training) on the test split: the same for every k, method and seed, and
+    # one pass over test (~2% of a stage's time), so each stage scores it rather than a stage of its own.
+    template = round(evaluate_template(backbone, task, model), 6)
     for k in spec.k_shot:
         shot = few_shot_task(task, k, seed)
         # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
@@ -50,10 +53,13 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
         config = TrainConfig(
             steps=steps.steps, param_groups=built.groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
         )
-        trained = fit_and_evaluate(backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics)
+        trained = fit_and_evaluate(
+            backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics, params.dev
+        )
         summary = {"target": target, "method": method, "seed": seed, "k": k,
                    "train_examples": len(shot.splits["train"]), **trained.summary(), **built.extras}
         summary["majority_rate"] = trained.metrics["test"]["majority_rate"]
+        summary["template_accuracy"] = template
         meta = artifact_meta(backbone, model, method=method, seed=seed, k=k, **task_meta(task))
         runs[k_label(k)] = FinishedRun({"params": built.module.export()}, meta, summary, trained.result)
         resumes.append(resume)  # kept until every k is written: a killed stage resumes the finished k's at once

@@ -7,7 +7,9 @@ import sys
 from pipeline.config.schema import Params
 from pipeline.data.prepared import shared_texts
 from pipeline.layout import REPORTS_DIR, RESULTS_DIR, planned_runs, prepared_dir
-from pipeline.report.build import collect_histories, collect_runs, collect_sources, headline_means, write_report
+from pipeline.report.build import (
+    collect_dev_curves, collect_histories, collect_runs, collect_sources, headline_means, write_report,
+)
 
 
 def overlap_warnings(targets: list[str], sources: list[str]) -> list[str]:
@@ -22,7 +24,8 @@ def overlap_warnings(targets: list[str], sources: list[str]) -> list[str]:
 
 
 def run(params: Params) -> str:
-    """Write reports/ (transfer.csv/.md/.png, summary.csv, curves.png, metrics.json); return the summary line."""
+    """Write reports/ (transfer.csv/.md/.png, summary.csv, curves.png, dev_curves.png, metrics.json); return the
+    summary line."""
     targets, sources = list(params.target_tasks), list(params.source_tasks)
     planned = planned_runs(params)
     runs = collect_runs(RESULTS_DIR, planned)
@@ -30,7 +33,8 @@ def run(params: Params) -> str:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     histories = collect_histories(RESULTS_DIR, planned)
-    summary = write_report(runs, collect_sources(RESULTS_DIR, sources), histories, REPORTS_DIR, warnings)
+    curves = collect_dev_curves(RESULTS_DIR, planned)
+    summary = write_report(runs, collect_sources(RESULTS_DIR, sources), histories, REPORTS_DIR, warnings, curves)
     listed = ", ".join(f"{method} {accuracy:.3f}" for method, accuracy in headline_means(summary).items())
     return (
         f"{len(runs)} runs over {len(targets)} targets -> {REPORTS_DIR / 'transfer.md'} "

@@ -101,7 +101,8 @@ def write_run_folders(
 
     ``out_dir`` is replaced as a whole, so a run dropped from the stage leaves no folder behind and a killed stage
     leaves the old folder whole. Wall times go to ``timing_file``, outside it, so the folder repeats byte for
-    byte. dvclive gets one log for the stage: curves ``train/<name>/<loss>`` and metrics under ``<name>/``.
+    byte. dvclive gets one log for the stage: curves ``train/<name>/<loss>``, the dev curve ``dev/<name>/accuracy``
+    (where the run recorded one) and metrics under ``<name>/``.
     """
     if not PartialState().is_main_process:
         return  # under `accelerate launch`, one process writes
@@ -117,7 +118,10 @@ def write_run_folders(
         for name, run in runs.items()
         for record in run.result.history
     ]
-    log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history)
+    curves = {
+        f"dev/{name}/accuracy": run.metrics["dev_curve"] for name, run in runs.items() if "dev_curve" in run.metrics
+    }
+    log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
 
 
 def _rounded(record: dict[str, float]) -> dict[str, float]:

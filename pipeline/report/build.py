@@ -16,7 +16,8 @@ import pandas as pd
 
 from pipeline.layout import AdaptRun, distill_dir, k_label, k_order, run_dir, source_dir, timing_file
 from pipeline.store.atomic import read_json, write_bytes
-from pipeline.report.charts import curves_chart, scores_chart
+from pipeline.report.charts import curves_chart, dev_curves_chart, scores_chart
+from pipeline.report.curves import AREA, CURVE_COLUMNS, REACH, curve_metrics
 from pipeline.report.summary import CI, SCORES, VS, summarize
 from pipeline.errors import PipelineError
 from pipeline.config.load import section
@@ -29,7 +30,13 @@ RUN_COLUMNS = [
 ]
 # Present when some run reports them (MCC: tasks that ask for it). After them come the methods' extras: every
 # scalar ``<method>_<name>`` key of a run's metrics.json (spot_source: the source prompt spot started from).
-OPTIONAL_COLUMNS = ["mcc", "majority_rate"]
+OPTIONAL_COLUMNS = ["mcc", "majority_rate", "template_accuracy", "zero_step_accuracy", "select", "selected_step"]
+# Optional numbers of a run's metrics.json: column -> key path. The baselines: the majority class, the template
+# alone (no prompt), the method's initial prompt (step 0); and the step the test score comes from.
+OPTIONAL_NUMBERS = {
+    "majority_rate": "majority_rate", "template_accuracy": "template_accuracy",
+    "zero_step_accuracy": "zero_step.test", "selected_step": "selected_step",
+}
 SOURCE_COLUMNS = ["task", "teacher_accuracy", "teacher_macro_f1", "student_accuracy", "student_macro_f1"]
 DECIMALS = 4
 MEAN_KEY = "mean"
@@ -86,13 +93,41 @@ def collect_runs(results_dir: Path, runs: list[AdaptRun]) -> pd.DataFrame:
         }
         if "mcc" in data["test"]:
             row["mcc"] = float(_number(data, "test.mcc", path))
-        if "majority_rate" in data:
-            row["majority_rate"] = float(_number(data, "majority_rate", path))
+        for column, key_path in OPTIONAL_NUMBERS.items():
+            if _has(data, key_path):
+                row[column] = float(_number(data, key_path, path))
+        if "select" in data:
+            row["select"] = str(data["select"])
         row.update(method_extras(data, run.method))
         rows.append(row)
     extras = sorted({key for row in rows for key in row} - set(RUN_COLUMNS) - set(OPTIONAL_COLUMNS))
     columns = RUN_COLUMNS + [c for c in OPTIONAL_COLUMNS if any(c in row for row in rows)] + extras
     return _sorted_runs(pd.DataFrame(rows, columns=columns))
+
+
+def _has(data: dict[str, Any], key_path: str) -> bool:
+    node: Any = data
+    for key in key_path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def collect_dev_curves(results_dir: Path, runs: list[AdaptRun]) -> pd.DataFrame:
+    """Every evaluated dev point of the planned runs (``dev_curve`` in metrics.json): :data:`CURVE_COLUMNS`.
+    A run without one (adapt.eval_every: 0) adds no rows."""
+    rows = []
+    for run in runs:
+        path = run_dir(run, results_dir) / "metrics.json"
+        try:
+            curve = _read_metrics(path, run.stage).get("dev_curve", [])
+            points = [(int(step), float(accuracy)) for step, accuracy in curve]
+        except (ValueError, TypeError) as exc:
+            message = f"{path}: dev_curve is not a list of [step, accuracy] ({exc}); rerun {run.stage}"
+            raise PipelineError(message) from None
+        rows += [(run.target, run.method, str(run.k), run.seed, step, accuracy) for step, accuracy in points]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def method_extras(metrics: dict[str, Any], method: str) -> dict[str, str | int | float]:
@@ -163,12 +198,16 @@ def metrics_summary(summary: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for row in summary.itertuples(index=False):
         values = {"seeds": int(row.seeds), "trainable_params": int(row.trainable_params)}
-        for name in [*SCORES, VS]:
-            for column in (name, name + CI):
-                value = getattr(row, column)
-                if not pd.isna(value):
-                    values[column] = _round(value)
-        out.setdefault(group_key(row.target, row.k), {})[row.method] = values
+        for column in [*(c for name in [*SCORES, VS] for c in (name, name + CI)), "zero_step_accuracy", REACH, AREA]:
+            value = getattr(row, column, None)
+            if value is not None and not pd.isna(value):
+                values[column] = _round(value)
+        group = out.setdefault(group_key(row.target, row.k), {})
+        group[row.method] = values
+        for column in ("template_accuracy", "majority_rate"):  # the same for every method of a target
+            value = getattr(row, column, None)
+            if value is not None and not pd.isna(value):
+                group.setdefault("baselines", {})[column] = _round(value)
     means = summary.groupby(["k", "method"])[["accuracy", "macro_f1"]].mean()
     for (k, method), row in means.iterrows():
         out.setdefault(group_key(MEAN_KEY, k), {})[method] = {
@@ -197,23 +236,29 @@ def write_report(
     histories: pd.DataFrame,
     out_dir: Path,
     warnings: list[str] | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Write transfer.csv (every run), summary.csv (per target, k, method), transfer.md, transfer.png (scores),
-    curves.png (training loss) and metrics.json into ``out_dir``; return the summary table.
+    curves.png (training loss), dev_curves.png (dev accuracy per step, from ``curves``: collect_dev_curves) and
+    metrics.json into ``out_dir``; return the summary table.
     """
     if runs.empty:
         raise PipelineError("params.yaml: target_tasks x adapt.methods x seeds names no runs to report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = _sorted_runs(runs)
-    summary = summarize(runs)
+    curves = pd.DataFrame(columns=CURVE_COLUMNS) if curves is None else curves
+    dev = curve_metrics(curves)
+    keys = ["target", "k", "method"]
+    summary = summarize(runs).merge(dev[[*keys, REACH, AREA]], how="left", on=keys)
     majority = runs.groupby("target")["majority_rate"].max().to_dict() if "majority_rate" in runs else {}
     outputs = {
         "transfer.csv": _csv(runs),
         "summary.csv": _csv(summary),
-        "transfer.md": render_markdown(runs, summary, sources, warnings).encode("utf-8"),
+        "transfer.md": render_markdown(runs, summary, sources, warnings, dev).encode("utf-8"),
         "transfer.png": scores_chart(summary, majority),
         "curves.png": curves_chart(histories),
+        "dev_curves.png": dev_curves_chart(curves, dev),
         "metrics.json": (json.dumps(metrics_summary(summary), indent=2, sort_keys=True) + "\n").encode("utf-8"),
     }
     for name, data in outputs.items():

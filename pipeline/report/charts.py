@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipeline.layout import k_order
+from pipeline.report.curves import FRACTION, mean_curves
 
 PANEL_COLUMNS = 3  # panels per row before wrapping
 LINESTYLES = ("-", "--", ":", "-.")
@@ -120,10 +121,44 @@ def curves_chart(histories: pd.DataFrame) -> bytes:
             smoothed = curve.rolling(max(1, len(curve) // 20), min_periods=1).mean()
             style = LINESTYLES[ks.index(k) % len(LINESTYLES)]
             ax.plot(smoothed.index, smoothed.to_numpy(), style, color=colors[method], label=f"{method}, k={k}")
-        ax.set_title(target, fontsize=10)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss (mean over seeds)")
-        ax.legend(fontsize=7, frameon=False)
-        ax.spines[["top", "right"]].set_visible(False)
+        _label_step_panel(ax, target, "training loss (mean over seeds)")
     fig.suptitle("Training loss per target", fontsize=11)
+    return png_bytes(fig, top=0.92)
+
+
+def _label_step_panel(ax: Any, title: str, ylabel: str) -> None:
+    """Title, axis labels, legend and frame of a panel with training steps on x."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def dev_curves_chart(curves: pd.DataFrame, metrics: pd.DataFrame) -> bytes:
+    """One panel per (target, k): dev accuracy against steps, mean over seeds, a line per method, and a dotted line
+    at 95% of pt's final dev accuracy (the steps-to-reach level). ``curves``/``metrics``: pipeline.report.curves."""
+    if curves.empty:
+        fig, axes = panel_grid(1, (4.2, 2.0))
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "no dev curves (adapt.eval_every: 0)", ha="center", va="center")
+        return png_bytes(fig)
+    panels = sorted({(t, k) for t, k in zip(curves["target"], curves["k"])}, key=lambda tk: (tk[0], k_order(tk[1])))
+    colors = method_colors(curves["method"].unique())
+    means = mean_curves(curves)
+    reference = {(row.target, row.k): row.dev_reference for row in metrics.itertuples(index=False)}
+    fig, axes = panel_grid(len(panels), (4.2, 3.2))
+    for ax, (target, k) in zip(axes, panels):
+        for (t, kk, method), curve in sorted(means.items()):
+            if (t, kk) == (target, k):
+                steps, accuracy = zip(*curve)
+                ax.plot(steps, accuracy, "-o", markersize=3, color=colors[method], label=method)
+        level = reference.get((target, k), math.nan)
+        if not pd.isna(level):
+            label = f"{FRACTION:.0%} of pt final"
+            ax.axhline(FRACTION * level, color="black", linestyle="dotted", linewidth=1, label=label)
+        seeds = curves[(curves["target"] == target) & (curves["k"] == k)]["seed"].nunique()
+        title = f"{target}, k={k} ({seeds} seed{'s' if seeds > 1 else ''})"
+        _label_step_panel(ax, title, "dev accuracy (mean over seeds)")
+    fig.suptitle("Dev accuracy against training steps", fontsize=11)
     return png_bytes(fig, top=0.92)

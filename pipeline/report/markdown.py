@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.layout import k_order
+from pipeline.report.curves import AREA, FRACTION, REACH
 from pipeline.report.summary import BASELINE, VS, interval
 from pipeline.report.stats import Interval, paired_difference
 
@@ -34,8 +35,8 @@ def score_text(score: Interval) -> str:
 
 
 def points(value: float) -> str:
-    """An accuracy difference in signed percentage points, one decimal."""
-    return f"{value * 100:+.1f}"
+    """An accuracy difference in signed percentage points, one decimal (a float error below it reads +0.0, not -0.0)."""
+    return f"{round(value * 100, 1) + 0.0:+.1f}"
 
 
 def difference_text(diff: Interval) -> str:
@@ -202,6 +203,67 @@ def _extra(value: object) -> str:
     return str(value)
 
 
+RULES = {
+    "best_dev": "the best-dev checkpoint (the earliest evaluated step with the best dev accuracy)",
+    "last": "the last step",
+}
+
+
+def checkpoint_text(runs: pd.DataFrame) -> str:
+    """Which checkpoint the test scores come from: one rule for every method (adapt.select)."""
+    if "select" not in runs.columns or runs["select"].isna().all():
+        return "Test scores come from the last training step (these runs recorded no dev curve)."
+    rules = sorted(runs["select"].dropna().unique())
+    named = " / ".join(RULES.get(rule, rule) for rule in rules)
+    return f"Test scores come from {named}, the same rule (`adapt.select`) for every method."
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return DASH if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def baselines_table(summary: pd.DataFrame) -> str:
+    """Per (target, k, method), test accuracy: the majority class, the template alone (no prompt), the method's
+    initial prompt (zero steps), the trained prompt, and what training added to the initial prompt."""
+    header = ["target", "k", "method", "majority class", "template alone", "zero steps (initial prompt)",
+              "trained", "training adds (points)"]
+    rows = []
+    for row in summary.itertuples(index=False):
+        gain = DASH if pd.isna(row.zero_step_accuracy) else points(row.accuracy - row.zero_step_accuracy)
+        rows.append([row.target, str(row.k), row.method, _number(row.majority_rate), _number(row.template_accuracy),
+                     _number(row.zero_step_accuracy), _number(row.accuracy), gain])
+    return markdown_table(header, rows, text_columns=3)
+
+
+def dev_curves_section(dev: pd.DataFrame) -> list[str]:
+    """The dev-curve metrics per (target, k, method), what they mean, and the chart."""
+    if dev is None or dev.empty:
+        return []
+    rows = []
+    for row in dev.itertuples(index=False):
+        reach = getattr(row, REACH)
+        if pd.isna(row.dev_reference):
+            reached = DASH
+        else:
+            reached = "not reached" if pd.isna(reach) else str(int(reach))
+        rows.append([row.target, str(row.k), row.method, _number(row.dev_zero_step), _number(row.dev_final),
+                     _number(row.dev_best), _number(row.dev_reference), reached, _number(getattr(row, AREA))])
+    header = ["target", "k", "method", "dev at step 0", "final dev", "best dev", "pt final dev (reference)",
+              f"steps to {FRACTION:.0%} of it", "area under dev curve"]
+    return [
+        "## Dev curves (dev accuracy, mean over seeds)",
+        "Every method scores the dev split at step 0 (its initial prompt), every `adapt.eval_every` steps and at "
+        f"its last step. *Steps to {FRACTION:.0%}*: the first evaluated step at which the method's dev curve (mean "
+        f"over seeds) reaches {FRACTION:.0%} of the reference, pt's final dev accuracy averaged over pt's seeds at "
+        "the "
+        "same target and k (a step between evaluations counts as the next evaluated one). *Area*: the trapezoid "
+        "area under that curve divided by its step span, i.e. its mean dev accuracy over the run; higher means "
+        "better sooner.",
+        markdown_table(header, rows, text_columns=3),
+        "![Dev accuracy against steps per target and k](dev_curves.png)",
+    ]
+
+
 def sources_table(sources: pd.DataFrame) -> str:
     header = ["source task", "teacher acc", "teacher macro-F1", "student acc", "student macro-F1",
               "student - teacher (acc points)"]
@@ -214,13 +276,17 @@ def sources_table(sources: pd.DataFrame) -> str:
 
 
 def render_markdown(
-    runs: pd.DataFrame, summary: pd.DataFrame, sources: pd.DataFrame, warnings: list[str] | None = None
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    sources: pd.DataFrame,
+    warnings: list[str] | None = None,
+    dev: pd.DataFrame | None = None,
 ) -> str:
-    """The text of ``transfer.md``."""
+    """The text of ``transfer.md``; ``dev``: the dev-curve metrics (pipeline.report.curves.curve_metrics)."""
     counts = (
         f"{len(runs)} runs: {runs['target'].nunique()} target(s) × {runs['method'].nunique()} method(s) × "
         f"{runs['seed'].nunique()} seed(s), k = {', '.join(sorted(runs['k'].unique(), key=k_order))}; "
-        "test split unless marked dev."
+        "test split unless marked dev. " + checkpoint_text(runs)
     )
     parts = [
         "# Soft-prompt transfer report",
@@ -231,6 +297,9 @@ def render_markdown(
         "\n".join(verdict_lines(runs, summary)),
         "## Scores (mean ± 95% interval over seeds)",
         scores_table(summary),
+        "## Baselines: what training and transfer each add (test accuracy, mean over seeds)",
+        baselines_table(summary),
+        *dev_curves_section(dev),
         "## Mean over targets",
         means_table(summary),
         "## Cost per method (training only; wall time on this machine)",

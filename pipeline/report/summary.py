@@ -18,10 +18,13 @@ BASELINE = "pt"  # every other method is compared with plain prompt tuning, seed
 SCORES = ("accuracy", "macro_f1", "mcc")  # test-split metrics with intervals; mcc only where a task asks
 CI = "_ci95"  # suffix of a half-width column
 VS = "accuracy_vs_" + BASELINE  # the paired accuracy difference to the baseline (method - baseline)
+# What training and transfer each add, mean over seeds: the method's initial prompt (zero steps), the template alone
+# (no prompt) and the majority class; NaN where the runs do not report one (made before the dev curves).
+BASELINE_COLUMNS = ("zero_step_accuracy", "template_accuracy", "majority_rate")
 SUMMARY_COLUMNS = [
     "target", "k", "method", "seeds",
     *(name for score in SCORES for name in (score, score + CI)),
-    VS, VS + CI, "trainable_params",
+    VS, VS + CI, "trainable_params", *BASELINE_COLUMNS,
 ]
 
 
@@ -41,6 +44,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             # The first seed's count stands for all. Most methods keep their size across seeds; cpt's grows with
             # the drawn context's length, and the report's cost table gives its range over the runs.
             row["trainable_params"] = int(seeded["trainable_params"].iloc[0])
+            for column in BASELINE_COLUMNS:
+                values = seeded[column].dropna() if column in seeded.columns else []
+                row[column] = float(values.mean()) if len(values) else math.nan
             rows.append(row)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     order = summary.assign(_k=summary["k"].map(k_order)).sort_values(["target", "_k", "method"], kind="stable")

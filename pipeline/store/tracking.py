@@ -61,6 +61,7 @@ def log_run(
     metrics: dict[str, Any],
     history: list[dict[str, float]],
     root: Path = DVCLIVE_DIR,
+    curves: dict[str, list[list[float]]] | None = None,
 ) -> Path:
     """Log one finished run to ``live_dir(stage)``, replacing that folder as a whole; return the folder.
 
@@ -68,6 +69,7 @@ def log_run(
     metrics; number leaves are logged under their key path (``test/accuracy``), other values are skipped.
     ``history``: one record per training step with ``step`` and the loss components, as the training loop
     returns it (empty for a teacher imported rather than trained: its curve file then has a header only).
+    ``curves``: further curves by name, ``{"dev/k16/accuracy": [[step, value], ...]}``, each logged at its own steps.
     """
     from dvclive import Live  # imported here: it pulls in dvc, which only the training stages need
 
@@ -75,6 +77,11 @@ def log_run(
     with tempfile.TemporaryDirectory(prefix="dvclive-") as scratch, _detached(Path(scratch)):
         live = Live(str(Path(scratch) / "run"), dvcyaml=False, save_dvc_exp=False)
         live.log_params(params)
+        # Before the training curves, so that metrics.json's "step" stays the last training step.
+        for name in sorted(curves or {}):
+            for step, value in curves[name]:
+                live.step = int(step)
+                live.log_metric(name, _rounded(value), timestamp=False)
         for record in history:
             live.step = int(record["step"])
             # Sorted: a record restored from a checkpoint (JSON, sorted keys) must log in the same order as a

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pipeline.store.atomic import atomic_dir
+from pipeline.training.selection import DevCurve
 
 TENSORS, STATE = "state.safetensors", "state.json"
 
@@ -29,7 +30,8 @@ def fingerprint(payload: Any) -> str:
 
 
 class Checkpointer:
-    """Save and restore (module, optimizer, schedule, step, history) every ``every`` steps."""
+    """Save and restore (module, optimizer, schedule, step, history, and the dev curve with its kept best state)
+    every ``every`` steps."""
 
     def __init__(self, folder: Path, every: int, run_fingerprint: str) -> None:
         self.folder, self.every, self.run_fingerprint = Path(folder), every, run_fingerprint
@@ -38,7 +40,10 @@ class Checkpointer:
         """Save after step ``step`` (0-based) every ``every`` steps and after the last one."""
         return (step + 1) % self.every == 0 or step + 1 == total
 
-    def save(self, steps_done: int, module: torch.nn.Module, optimizer, schedule, history: list[dict]) -> None:
+    def save(
+        self, steps_done: int, module: torch.nn.Module, optimizer, schedule, history: list[dict],
+        dev: DevCurve | None = None,
+    ) -> None:
         tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         optim = optimizer.state_dict()
         for index, state in optim["state"].items():
@@ -51,11 +56,16 @@ class Checkpointer:
             "param_groups": optim["param_groups"],
             "schedule": schedule.state_dict(),
         }
+        if dev is not None:  # the dev curve so far and the kept best state: a resumed run selects the same step
+            state["dev"], kept = dev.state()
+            tensors.update({f"dev.{k}": v for k, v in kept.items()})
         with atomic_dir(self.folder) as tmp:
             save_file(tensors, str(tmp / TENSORS))
             (tmp / STATE).write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
 
-    def restore(self, module: torch.nn.Module, optimizer, schedule) -> tuple[int, list[dict]]:
+    def restore(
+        self, module: torch.nn.Module, optimizer, schedule, dev: DevCurve | None = None
+    ) -> tuple[int, list[dict]]:
         """Load the last checkpoint into the objects; return (steps done, history) or (0, []) if none fits."""
         try:
             state = json.loads((self.folder / STATE).read_text(encoding="utf-8"))
@@ -73,6 +83,8 @@ class Checkpointer:
         groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in state["param_groups"]]
         optimizer.load_state_dict({"state": per_param, "param_groups": groups})
         schedule.load_state_dict(state["schedule"])
+        if dev is not None:
+            dev.load(state.get("dev", {}), {k[len("dev.") :]: v for k, v in tensors.items() if k.startswith("dev.")})
         return state["steps_done"], state["history"]
 
     def clear(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -13,8 +13,9 @@ from pipeline.model.backbone import Backbone
 from pipeline.data.batching import Batch, TaskData, shuffled_batches
 from pipeline.training.evaluate import evaluate_prompt
 from pipeline.training.losses import task_loss
-from pipeline.config.params import ModelSettings
+from pipeline.config.params import DevSettings, ModelSettings
 from pipeline.training.loop import TrainConfig, TrainResult, train, trainable_parameter_count
+from pipeline.training.selection import DevCurve
 
 
 @dataclass
@@ -25,10 +26,12 @@ class SingleTaskRun:
     result: TrainResult
     metrics: dict[str, dict[str, float]]
     trainable_params: int
+    selection: dict = field(default_factory=dict)  # the dev curve, the rule and selected step, the zero-step scores
 
     def summary(self) -> dict:
         return {
             **self.metrics,
+            **self.selection,
             "trainable_params": self.trainable_params,
             "steps": self.result.steps,
             # An imported prompt has no training history; 0.0 would read as a perfect loss.
@@ -44,11 +47,14 @@ def fit_and_evaluate(
     config: TrainConfig,
     description: str,
     extra: tuple[str, ...] = (),
+    dev: DevSettings | None = None,
 ) -> SingleTaskRun:
     """Train ``module`` on ``task``'s train split, then score dev and test.
 
     ``module(batch)`` gives what the backbone reads for that batch: a (l, d) or (B, l, d) prompt or a ``Prompt``.
     ``extra`` names optional metrics to compute as well (a task's ``metrics``, e.g. ``("mcc",)``).
+    With ``dev`` (eval_every > 0), dev accuracy is recorded at step 0, every eval_every steps and the last step,
+    the test split is scored at step 0 as well, and dev/test are scored on the checkpoint ``dev.select`` picks.
     """
     device = backbone.device
     train_split = task.splits["train"]
@@ -61,8 +67,33 @@ def fit_and_evaluate(
         return {"loss": task_loss(scores.logits, batch.labels)}
 
     params = trainable_parameter_count(module)
+    curve = None
+    if dev is not None and dev.eval_every > 0:
+
+        def accuracies(prompt_module: nn.Module, step: int) -> dict[str, float]:
+            splits = ("dev", "test") if step == 0 else ("dev",)  # test only for the zero-step score
+            scores = evaluate_prompt(backbone, prompt_module, task, splits, model.eval_batch_size)
+            return {split: scores[split]["accuracy"] for split in splits}
+
+        curve = DevCurve(accuracies, dev.eval_every, dev.select)
+        config = replace(config, dev=curve)
     result = train(module, batches, compute_loss, config, description)
-    return _evaluated(backbone, module, task, model, result, params, extra, description)
+    run = _evaluated(backbone, module, task, model, result, params, extra, description)
+    if curve is not None:
+        run.selection = {
+            "dev_curve": [[step, round(accuracy, 6)] for step, accuracy in curve.points],
+            "select": curve.rule,
+            "selected_step": curve.selected_step(config.steps),
+            "zero_step": {split: round(accuracy, 6) for split, accuracy in sorted(curve.zero_step.items())},
+        }
+    return run
+
+
+def evaluate_template(backbone: Backbone, task: TaskData, model: ModelSettings, split: str = "test") -> float:
+    """Accuracy of the template alone (an l = 0 prompt, no training): what the frozen LM does with no prompt."""
+    empty = torch.zeros(0, backbone.hidden_size, device=backbone.device)
+    scores = evaluate_prompt(backbone, lambda batch: empty, task, (split,), model.eval_batch_size)
+    return scores[split]["accuracy"]
 
 
 def evaluate_untrained(

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.training.checkpoint import Checkpointer
+from pipeline.training.selection import DevCurve
 from pipeline.errors import PipelineError
 
 
@@ -29,6 +30,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # prompt gradients spike early on; clipping keeps lr 0.3-style rates stable
     seed: int = 0
     checkpoint: Checkpointer | None = None  # resume point that survives a killed stage
+    dev: DevCurve | None = None  # dev evaluations at the steps it names, and the checkpoint the run ends with
 
 
 @dataclass
@@ -68,13 +70,18 @@ def train(
     ``compute_loss(module, batch)`` returns a dict with the total ``"loss"`` and any components to log.
     A non-finite loss stops the run with a PipelineError naming the step; the last good checkpoint stays.
     With ``config.checkpoint``, a run resumes from the last checkpoint of the same inputs.
+    With ``config.dev``, the module is scored on dev at the steps it names (step 0 too) and ends as the checkpoint
+    its rule selects; the curve and the kept state travel in the training checkpoint.
     """
     torch.manual_seed(config.seed)
     accelerator = accelerator or make_accelerator()
     groups = config.param_groups or [{"params": [p for p in module.parameters() if p.requires_grad]}]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(config.warmup_steps, config.steps))
-    start, history = config.checkpoint.restore(module, optimizer, schedule) if config.checkpoint else (0, [])
+    dev = config.dev
+    start, history = config.checkpoint.restore(module, optimizer, schedule, dev) if config.checkpoint else (0, [])
+    if dev and start == 0 and dev.due(0, config.steps):
+        dev.record(0, module)  # the initial prompt: the method's zero-step score
     for _ in range(start):
         next(batches)  # replay the seeded batch stream up to the checkpoint
     module, optimizer = accelerator.prepare(module, optimizer)
@@ -108,8 +115,12 @@ def train(
         record["step"] = step
         history.append(record)
         progress.set_postfix(loss=f"{record['loss']:.4f}")
+        if dev and dev.due(step + 1, config.steps):
+            dev.record(step + 1, accelerator.unwrap_model(module))
         if config.checkpoint and config.checkpoint.due(step, config.steps) and accelerator.is_main_process:
-            config.checkpoint.save(step + 1, accelerator.unwrap_model(module), optimizer, schedule, history)
+            config.checkpoint.save(step + 1, accelerator.unwrap_model(module), optimizer, schedule, history, dev)
+    if dev:
+        dev.select(accelerator.unwrap_model(module))
     return TrainResult(history=history, steps=config.steps, seconds=time.perf_counter() - started)
 
 

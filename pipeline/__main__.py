@@ -104,10 +104,33 @@ def compare_command(commands: Subparsers) -> None:
     parser.set_defaults(handler=handle)
 
 
+def study_command(commands: Subparsers) -> None:
+    """`study <file> [--phase NAME ...]`: run a study's phases in a scratch worktree, reports to its out folder."""
+    parser = commands.add_parser(
+        "study", help="run a study (phases of params overrides and adapt stages) and keep each phase's report",
+        description="Run each phase of a study file (e.g. studies/transfer-study.yaml) in .study/<name>/, a git "
+        "worktree of HEAD sharing this repository's DVC cache: set its params, `dvc repro` its adapt stages seed "
+        "by seed, then the report, copied to <out>/<phase>/. A finished phase is skipped; a cut one resumes.",
+    )
+    parser.add_argument("study_file", type=Path, help="the study file (YAML)")
+    parser.add_argument("--phase", action="extend", nargs="+", default=[], metavar="NAME",
+                        help="run only these phases (default: all, in the file's order)")
+
+    def handle(args: argparse.Namespace) -> None:
+        from pipeline.cli.study import run_study
+        from pipeline.cli.study_report import write_study_report
+
+        run_study(args.study_file, Path.cwd(), tuple(args.phase), log=lambda line: print(line, flush=True))
+        print(f"study report -> {write_study_report(args.study_file, Path.cwd())}")
+
+    parser.set_defaults(handler=handle)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     export_command,
     predict_command,
     compare_command,
+    study_command,
 ]
 
 

@@ -15,6 +15,7 @@ from pipeline.data.markers import encode_marked, strip_markers
 from pipeline.methods import TARGET_METHODS, MethodContext, build, spot
 from pipeline.methods.attempt import HIDDEN
 from pipeline.methods.cpt import LABEL, balanced_rows
+from pipeline.methods.mpt import widened
 from pipeline.methods.ptuning import marker_groups
 from pipeline.config.params import DevSettings, MethodSettings
 from pipeline.training.fit import fit_and_evaluate
@@ -261,6 +262,8 @@ def test_method_knobs_are_validated_and_default():
         ({"cpt_examples": 0}, "adapt.cpt_examples must be > 0"),
         ({"cpt_epsilon": "big"}, "adapt.cpt_epsilon must be int or float"),
         ({"encoder_lr": -1.0}, "adapt.encoder_lr must be > 0"),
+        ({"pt_init": "zeros"}, "adapt.pt_init must be one of vocab, label_words"),
+        ({"rank": -1}, "adapt.rank must be >= 0"),
     ):
         with pytest.raises(PipelineError, match=match):
             MethodSettings.from_params({"adapt": bad})
@@ -304,3 +307,32 @@ def test_every_method_records_a_dev_curve_and_is_scored_at_the_step_best_dev_sel
     assert list(curve) == [0, 3, 6] and set(run.selection["zero_step"]) == {"dev", "test"}
     assert run.selection["selected_step"] == min(step for step, acc in curve.items() if acc == max(curve.values()))
     assert run.metrics["dev"]["accuracy"] == pytest.approx(curve[run.selection["selected_step"]])
+
+
+def test_label_word_init_puts_each_label_embedding_first_and_keeps_the_vocab_rows_after(tmp_path):
+    backbone = tiny_backbone("causal")
+    task = toy_task(backbone)
+    vocab = build("pt", context(backbone, tmp_path, task=task)).module.weight.detach()
+    labelled = build("pt", context(backbone, tmp_path, task=task, pt_init="label_words")).module.weight.detach()
+    embeddings = backbone.input_embeddings.weight.detach().float()
+    classes = len(task.labels.token_ids)
+    for row, ids in enumerate(task.labels.token_ids):
+        assert torch.allclose(labelled[row], embeddings[ids].mean(dim=0))
+    assert torch.equal(labelled[classes:], vocab[classes:])
+    assert not torch.equal(labelled[:classes], vocab[:classes])
+
+
+@pytest.mark.parametrize("method", ["mpt", "mpt_full"])
+def test_a_wider_target_rank_starts_at_the_same_prompt_and_trains_more_factor_entries(method, tmp_path):
+    backbone = tiny_backbone("causal")
+    base = build(method, context(backbone, tmp_path)).module
+    wide = build(method, context(backbone, tmp_path, rank=4)).module
+    assert wide.u.shape == (L, 4) and wide.v.shape == (4, D)
+    assert torch.allclose(wide(), base(), atol=1e-6)  # the new components add a product of zero
+    wide(None).pow(2).sum().backward()
+    assert wide.u.grad[:, 1:].abs().sum() == 0 and wide.v.grad[1:].abs().sum() > 0  # V's new rows learn first
+
+
+def test_a_target_rank_below_the_distilled_rank_is_refused():
+    with pytest.raises(PipelineError, match="adapt.rank is 1 but distill.rank is 2"):
+        widened(torch.ones(L, 2), torch.ones(2, D), 1, seed=0)

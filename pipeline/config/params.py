@@ -119,6 +119,7 @@ def task_names(params: dict[str, Any], key: str) -> list[str]:
 
 
 PTUNING_ENCODERS = ("mlp", "lstm")
+PT_INITS = ("vocab", "label_words")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,12 @@ class MethodSettings:
     ptuning_encoder: str = "mlp"  # ptuning's prompt encoder: mlp | lstm (PEFT's PromptEncoder)
     cpt_examples: int = 4  # cpt: training examples written out as the context (class-balanced, seeded)
     cpt_epsilon: float = 0.1  # cpt: L2 radius of each context token's change, times sqrt(d / 2048) as PEFT scales it
+    # pt's initial prompt: vocab (sampled vocabulary embeddings) | label_words (the target's label-word embeddings
+    # first, sampled vocabulary after them: Lester et al. 2021's class-label init)
+    pt_init: str = "vocab"
+    # mpt, mpt_full: rank of the target factor L = U V; 0: distill.rank (L starts as the mean source factors). A
+    # larger rank lets a target say more with P still frozen: the extra components start with a product of zero.
+    rank: int = 0
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> MethodSettings:
@@ -144,7 +151,12 @@ class MethodSettings:
         def number(key: str, kind: type | tuple[type, ...]) -> Any:
             return positive(node, key, kind, "adapt") if key in node else getattr(defaults, key)
 
+        pt_init = optional(node, "pt_init", str, "adapt", defaults.pt_init)
+        if pt_init not in PT_INITS:
+            raise PipelineError(f"params.yaml: adapt.pt_init must be one of {', '.join(PT_INITS)}, got {pt_init!r}")
         return cls(
+            pt_init=pt_init,
+            rank=_non_negative(node, "rank", defaults.rank),
             encoder_lr=float(number("encoder_lr", NUMBER)),
             ptuning_encoder=encoder,
             cpt_examples=number("cpt_examples", int),
@@ -152,13 +164,21 @@ class MethodSettings:
         )
 
 
+def _non_negative(node: dict[str, Any], key: str, default: int) -> int:
+    value = optional(node, key, int, "adapt", default)
+    if value < 0:
+        raise PipelineError(f"params.yaml: adapt.{key} must be >= 0, got {value}")
+    return value
+
+
 SELECT_RULES = ("last", "best_dev")
 
 
 @dataclass(frozen=True)
 class DevSettings:
-    """The dev curve every target method records and the checkpoint rule (params ``adapt.eval_every``,
-    ``adapt.select``); the same for every method, so no method is judged by a different rule."""
+    """The dev curve a training stage records and the checkpoint rule (params ``<section>.eval_every``,
+    ``<section>.select``): ``adapt`` for every target method, so no method is judged by a different rule, and
+    ``source`` for the teachers (trained until dev plateaus, the best-dev prompt kept)."""
 
     eval_every: int = 10  # steps between dev evaluations, besides step 0 (the initial prompt) and the last; 0: none
     # best_dev: the earliest step with the best dev accuracy, as the prompt-tuning papers select (Lester et al. 2021,
@@ -166,16 +186,16 @@ class DevSettings:
     select: str = "best_dev"
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DevSettings:
-        node, defaults = section(params, "adapt"), cls()
-        every = optional(node, "eval_every", int, "adapt", defaults.eval_every)
+    def from_params(cls, params: dict[str, Any], key: str = "adapt") -> DevSettings:
+        node, defaults = section(params, key), cls()
+        every = optional(node, "eval_every", int, key, defaults.eval_every)
         if every < 0:
-            raise PipelineError(f"params.yaml: adapt.eval_every must be >= 0 (0: no dev curve), got {every}")
-        select = optional(node, "select", str, "adapt", defaults.select)
+            raise PipelineError(f"params.yaml: {key}.eval_every must be >= 0 (0: no dev curve), got {every}")
+        select = optional(node, "select", str, key, defaults.select)
         if select not in SELECT_RULES:
-            raise PipelineError(f"params.yaml: adapt.select must be one of {', '.join(SELECT_RULES)}, got {select!r}")
+            raise PipelineError(f"params.yaml: {key}.select must be one of {', '.join(SELECT_RULES)}, got {select!r}")
         if select == "best_dev" and every == 0:
-            raise PipelineError("params.yaml: adapt.select: best_dev needs a dev curve; set adapt.eval_every > 0")
+            raise PipelineError(f"params.yaml: {key}.select: best_dev needs a dev curve; set {key}.eval_every > 0")
         return cls(eval_every=every, select=select)
 
 
@@ -191,7 +211,7 @@ TRACKED: dict[str, tuple[str, ...]] = {
     "distill": ("seed", "backbone.dtype", "model", "distill", "source_tasks"),
     "adapt": (
         "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
-        "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon",
+        "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon", "adapt.pt_init", "adapt.rank",
         "adapt.eval_every", "adapt.select", "tasks.{task}",
     ),
     "report": ("source_tasks", "target_tasks", "adapt.methods", "seeds", "tasks"),

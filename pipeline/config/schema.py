@@ -24,7 +24,7 @@ TOP_LEVEL_KEYS = (
 )
 # The keys each section may hold: a key outside them is a typo that would otherwise be silently ignored.
 MODEL_KEYS = tuple(ModelSettings.__dataclass_fields__)
-SOURCE_KEYS = ("steps", "lr", "warmup_steps", "teacher_examples")
+SOURCE_KEYS = ("steps", "lr", "warmup_steps", "teacher_examples", *DevSettings.__dataclass_fields__)
 DISTILL_KEYS = ("steps", "lr", "factor_lr", "warmup_steps", "rank", "lambda", "temperature", "decomposition")
 ADAPT_KEYS = (
     "methods", "steps", "lr", "factor_lr", "warmup_steps", "freeze_shared", *MethodSettings.__dataclass_fields__,
@@ -67,6 +67,7 @@ class Params:
     methods: tuple[str, ...]
     method_options: MethodSettings
     dev: DevSettings  # adapt.eval_every, adapt.select: every target method's dev curve and checkpoint rule
+    source_dev: DevSettings  # source.eval_every, source.select: the teachers' dev curve and checkpoint rule
     freeze_shared: bool
     tasks: dict[str, TaskSpec]
     source_tasks: tuple[str, ...]
@@ -91,6 +92,7 @@ class Params:
             methods=tuple(section(params, "adapt.methods")),
             method_options=MethodSettings.from_params(params),
             dev=DevSettings.from_params(params),
+            source_dev=DevSettings.from_params(params, "source"),
             freeze_shared=freeze_shared(params),
             tasks={str(name): TaskSpec.from_params(str(name), spec) for name, spec in params["tasks"].items()},
             source_tasks=tuple(task_names(params, "source_tasks")),
@@ -130,6 +132,7 @@ def validate(params: dict[str, Any]) -> None:
     _check_methods(section(params, "adapt"))
     MethodSettings.from_params(params)
     DevSettings.from_params(params)
+    DevSettings.from_params(params, "source")
     freeze_shared(params)
     tasks = section(params, "tasks")
     if not isinstance(tasks, dict) or not tasks:

@@ -35,7 +35,7 @@ def run(params: Params, name: str) -> str:
         config = TrainConfig(
             steps=steps.steps, param_groups=groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
         )
-        trained = fit_and_evaluate(backbone, module, task, model, config, stage)
+        trained = fit_and_evaluate(backbone, module, task, model, config, stage, dev=params.source_dev)
     teacher = teacher_outputs(
         backbone, module.weight.detach(), task, params.teacher_examples, model.eval_batch_size, stage
     )

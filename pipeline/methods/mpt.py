@@ -87,6 +87,21 @@ class TargetPrompt(nn.Module):
         return {"u": self.u.detach(), "v": self.v.detach(), "prompt": self.forward().detach()}
 
 
+def widened(u: torch.Tensor, v: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean source factors U (l, r0), V (r0, d) grown to rank ``rank`` (params ``adapt.rank``) without changing
+    their product: the new V rows start at zero, the new U columns at small seeded noise, so that both get a
+    gradient from the first step (a zero U column and a zero V row would both stay zero forever)."""
+    have = u.shape[1]
+    rank = rank or have
+    if rank < have:
+        raise PipelineError(f"params.yaml: adapt.rank is {rank} but distill.rank is {have}; adapt.rank must be >= it")
+    if rank == have:
+        return u, v
+    generator = torch.Generator().manual_seed(seed)
+    extra_u = 0.01 * torch.randn((u.shape[0], rank - have), generator=generator)
+    return torch.cat([u, extra_u.to(u)], dim=1), torch.cat([v, v.new_zeros((rank - have, v.shape[1]))], dim=0)
+
+
 def build(ctx: MethodContext) -> Built:
     """``mpt``: P from distillation, frozen; only L = U V trained, initialised as the mean source factors.
 
@@ -102,7 +117,8 @@ def build(ctx: MethodContext) -> Built:
             f"length {shared.shape[0]}; rerun `dvc repro distill`"
         )
     train_shared = not ctx.freeze_shared
-    module = TargetPrompt(shared, tensors["u"].mean(dim=0), tensors["v"].mean(dim=0), train_shared=train_shared)
+    u, v = widened(tensors["u"].mean(dim=0), tensors["v"].mean(dim=0), ctx.options.rank, ctx.seed)
+    module = TargetPrompt(shared, u, v, train_shared=train_shared)
     groups = [{"params": [module.u, module.v], "lr": ctx.steps.factor_lr}]
     if train_shared:
         groups.append({"params": [module.shared], "lr": ctx.steps.lr})

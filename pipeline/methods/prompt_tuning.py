@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.methods.base import Built, MethodContext, vocab_init
-from pipeline.model.backbone import Backbone
+from pipeline.methods.base import Built, MethodContext, target_task, vocab_init
+from pipeline.model.backbone import Backbone, LabelWords
 
 PEFT_KEY = "prompt_embeddings"  # the one tensor PEFT saves for prompt learning
 EXPORT_META = "mpt_export.json"  # our metadata beside the adapter: backbone fingerprint, task, verbalizer
@@ -43,9 +43,24 @@ class SoftPrompt(nn.Module):
 
 
 def build(ctx: MethodContext) -> Built:
-    """``pt``: a fresh prompt from sampled vocabulary embeddings, the baseline."""
-    module = SoftPrompt(vocab_init(ctx))
+    """``pt``: a fresh prompt, the baseline: sampled vocabulary embeddings, or with ``adapt.pt_init: label_words``
+    the target's label-word embeddings in its first rows (Lester et al. 2021's class-label init)."""
+    init = vocab_init(ctx)
+    if ctx.options.pt_init == "label_words":
+        init = label_word_init(ctx.backbone, target_task(ctx, "pt").labels, init)
+    module = SoftPrompt(init)
     return Built(module, [{"params": [module.weight], "lr": ctx.steps.lr}])
+
+
+def label_word_init(backbone: Backbone, labels: LabelWords, fallback: torch.Tensor) -> torch.Tensor:
+    """``fallback`` (l, d) with its first rows replaced by the embeddings of each label word's tokens, in label order
+    (a label of several tokens: their mean); rows past the labels keep the fallback (Lester et al. 2021)."""
+    weight = backbone.input_embeddings.weight.detach()
+    rows = [weight[torch.tensor(ids, device=weight.device)].float().mean(dim=0).cpu() for ids in labels.token_ids]
+    init = fallback.clone()
+    count = min(len(rows), init.shape[0])
+    init[:count] = torch.stack(rows[:count]).to(init.device)
+    return init
 
 
 def load_peft_prompt(folder: Path, backbone: Backbone, prompt_length: int) -> torch.Tensor:

@@ -87,13 +87,14 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5, help="kills per stage")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random kill points")
     parser.add_argument("--stages", nargs="+", default=list(TRAINING_STAGES), help="stages to kill")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per stage (long enough to hit)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps of each stage to kill (long enough to hit)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
         repo = tiny_repo(Path(scratch))
         params = read_params(repo)
-        for key in ("source", "distill", "adapt"):
+        # Only the sections of the stages to kill get the long budget: the others stay short, as they only feed them.
+        for key in {stage.split("@")[0] for stage in args.stages}:
             params[key]["steps"] = args.steps
         params["checkpoint_every"] = max(1, args.steps // 12)
         write_params(repo, params)

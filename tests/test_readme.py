@@ -34,13 +34,15 @@ COVERED: dict[str, tuple[str, str]] = {
     "make repro": (BY_HAND, "the default run takes ~20 min on 2 CPU cores; the suite runs `dvc repro` on tiny repos"),
     "make test": ("CI: .ci/run", "make test"),
     "dvc exp run -n rank2 -S distill.rank=2": (COMPARE, '"exp", "run", "-n", "rank2", "-S", "distill.rank=2"'),
-    "dvc exp run -n longer -S adapt.steps=120": (COMPARE, '"exp", "run", "-n", "longer", "-S", "adapt.steps=120"'),
+    "dvc exp run -n label-init -S adapt.pt_init=label_words": (
+        COMPARE, '"exp", "run", "-n", "label-init", "-S", "adapt.pt_init=label_words"'
+    ),
     "dvc exp show --only-changed": (COMPARE, '"exp", "show", "--only-changed"'),
     "dvc exp show --json > exps.json": (COMPARE, '"exp", "show", "--json"'),
     "dvc metrics diff": (COMPARE, '"metrics", "diff"'),
     "dvc params diff": (COMPARE, '"params", "diff"'),
     "dvc plots diff": (COMPARE, '"plots", command'),
-    "dvc exp apply longer": (COMPARE, '"exp", "apply", "longer"'),
+    "dvc exp apply label-init": (COMPARE, '"exp", "apply", "label-init"'),
     "dvc plots show": (COMPARE, '"plots", command'),
     "python -m pipeline compare": (COMPARE, 'pipeline_command(repo, "compare")'),
     # Queued as written; one of them (train-p) runs through the queue, the others are removed unrun.

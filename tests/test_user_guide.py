@@ -64,28 +64,28 @@ def test_every_stage_runs_on_an_encoder_decoder_backbone_from_hub_sources(repo):
 
 def test_the_compare_runs_commands_of_the_readme(repo):
     dvc(repo, "exp", "run", "-n", "rank2", "-S", "distill.rank=2")
-    dvc(repo, "exp", "run", "-n", "longer", "-S", "adapt.steps=120")
+    dvc(repo, "exp", "run", "-n", "label-init", "-S", "adapt.pt_init=label_words")
     table = dvc(repo, "exp", "show", "--only-changed").stdout
-    assert "[rank2]" in table and "[longer]" in table
+    assert "[rank2]" in table and "[label-init]" in table
     found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
-    assert {"rank2", "longer"} <= set(found)
-    assert found["rank2"][0]["distill"]["rank"] == 2 and found["longer"][0]["adapt"]["steps"] == 120
+    assert {"rank2", "label-init"} <= set(found)
+    assert found["rank2"][0]["distill"]["rank"] == 2 and found["label-init"][0]["adapt"]["pt_init"] == "label_words"
     methods = yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["methods"]
-    for _, metrics in (found["rank2"], found["longer"]):  # each experiment with its own metrics
+    for _, metrics in (found["rank2"], found["label-init"]):  # each experiment with its own metrics
         assert 0.0 <= metrics["tgt_a"]["mpt"]["accuracy"] <= 1.0 and set(metrics["mean"]) == set(methods)
-    assert "adapt.steps" in dvc(repo, "params", "diff").stdout  # the workspace holds the last experiment
+    assert "adapt.pt_init" in dvc(repo, "params", "diff").stdout  # the workspace holds the last experiment
     dvc(repo, "metrics", "diff")
     html = repo / "dvc_plots" / "index.html"
     for command in ("show", "diff"):  # README, Learning curves and Compare runs
         html.unlink(missing_ok=True)
         dvc(repo, "plots", command)
         assert "dvclive/distill/plots/metrics/train/loss.tsv" in html.read_text(encoding="utf-8")
-    dvc(repo, "exp", "apply", "longer")
-    assert yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["steps"] == 120
+    dvc(repo, "exp", "apply", "label-init")
+    assert yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["pt_init"] == "label_words"
     assert dvc(repo, "status").stdout.strip().endswith(UP_TO_DATE)
     pipeline_command(repo, "compare")
     compared = (repo / "reports" / "compare" / "compare.md").read_text(encoding="utf-8")
-    assert "rank2" in compared and "longer" in compared
+    assert "rank2" in compared and "label-init" in compared
 
 
 def experiments(shown: list[dict]) -> dict[str, tuple[dict, dict]]:

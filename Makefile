@@ -19,5 +19,6 @@ repro: setup
 
 # Two workers, one per core (each torch in one thread); loadfile keeps each file's tests on one worker and in order,
 # since the user guide's tests build on each other's `dvc repro`.
+# --durations=15 lists the slowest tests at the end: the first place to look when the suite grows past 8 minutes.
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests

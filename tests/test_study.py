@@ -92,3 +92,53 @@ def test_prompt_similarity_is_the_seed_mean_cosine_of_mean_pooled_prompts(tmp_pa
         save_tensors(tmp_path / f"results/adapt/t-pt/seed{seed}/k16/params.safetensors", {"prompt": prompt}, {})
     rows = prompt_similarity(tmp_path, {"source_tasks": ["s"], "target_tasks": ["t", "u"]})
     assert rows == [{"target": "t", "k": "16", "source": "s", "seeds": 2, "cosine": 0.5}]
+
+
+def runs_frame(rows):
+    import pandas as pd
+
+    columns = ["target", "method", "k", "seed", "accuracy", "zero_step_accuracy", "template_accuracy"]
+    return pd.DataFrame(rows, columns=columns).astype({"k": str})
+
+
+def test_q1_averages_over_targets_seed_by_seed_then_takes_the_interval_over_seeds():
+    from pipeline.cli.study_report import target_mean_difference
+
+    rows = []
+    for seed, (gain_a, gain_b) in enumerate([(0.10, 0.00), (0.20, 0.10), (0.30, 0.20)]):
+        rows += [("a", "pt", "16", seed, 0.5, 0.5, 0.5), ("a", "mpt", "16", seed, 0.5 + gain_a, 0.6, 0.5),
+                 ("b", "pt", "16", seed, 0.6, 0.5, 0.5), ("b", "mpt", "16", seed, 0.6 + gain_b, 0.6, 0.5)]
+    rows.append(("a", "pt", "16", 9, 0.5, 0.5, 0.5))  # a seed only one target has both runs of: left out
+    runs = runs_frame(rows)
+    diff = target_mean_difference(runs, runs, "16", "mpt")
+    assert diff.n == 3 and diff.mean == pytest.approx(0.15)  # per seed: 0.05, 0.15, 0.25
+    assert diff.half_width == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) * s / sqrt(n)
+    assert target_mean_difference(runs, runs, "32", "mpt") is None
+
+
+def test_the_study_report_pairs_an_ablation_with_the_reference_phase_and_lists_phases_not_run(tmp_path):
+    import json
+
+    from pipeline.cli.study_report import write_study_report
+
+    spec = {"name": "s", "out": "out", "phases": [
+        {"name": "base", "run": [{"targets": ["a"], "methods": ["pt", "mpt"], "seeds": [0, 1]}]},
+        {"name": "wide", "set": {"adapt.rank": 4}, "run": [{"targets": ["a"], "methods": ["mpt"], "seeds": [0, 1]}]},
+        {"name": "later", "run": [{"targets": ["a"], "methods": ["pt"], "seeds": [0]}]},
+    ]}
+    path = write(tmp_path, spec)
+    base = [("a", "pt", "16", 0, 0.50, 0.4, 0.45), ("a", "pt", "16", 1, 0.60, 0.4, 0.45),
+            ("a", "mpt", "16", 0, 0.70, 0.55, 0.45), ("a", "mpt", "16", 1, 0.70, 0.55, 0.45)]
+    wide = [("a", "mpt", "16", 0, 0.80, 0.55, 0.45), ("a", "mpt", "16", 1, 0.90, 0.55, 0.45)]
+    for name, rows in (("base", base), ("wide", wide)):
+        folder = tmp_path / "out" / name
+        folder.mkdir(parents=True)
+        runs_frame(rows).to_csv(folder / "transfer.csv", index=False)
+        record = {"phase": name, "commit": "abc1234def", "set": {}, "stages": [], "seconds": 1800}
+        (folder / "phase.json").write_text(json.dumps(record))
+    text = write_study_report(path, tmp_path).read_text()
+    assert "Phases not run yet: later." in text
+    assert "**Q1** (base, k = 16): mpt − pt, mean over targets: +15.0 points" in text
+    assert "zero-step mpt 0.550 vs the template alone 0.450: +10.0 points" in text
+    assert "− same method in base" in text and "+15.0 points" in text.split("## Phase wide")[1]  # 0.85 - 0.70
+    assert "1.0 h of stage time" in text

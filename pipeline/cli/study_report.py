@@ -131,7 +131,7 @@ def goals_section(phases: list[PhaseResult]) -> list[str]:
             zero = mean_interval(list(group["zero_step_accuracy"]))
             template = float(group["template_accuracy"].iloc[0])
             lines.append(
-                f"- **Q5** ({phase.name}, {target}, k = {k}): zero-step mpt {score_text(zero)} vs the template alone "
+                f"- **Q5** ({phase.name}, {target}, k = {k}): zero-step mpt {zero.mean:.3f} vs the template alone "
                 f"{template:.3f}: {100 * (zero.mean - template):+.1f} points (goal: ≥ +5 on targets related to a source)."
             )
         break  # the zero-step prompt of mpt does not depend on k or on the phase's adapt settings

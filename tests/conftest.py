@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 class TinyRun:
     """The end-to-end tests' tiny DVC repo after one full `dvc repro`, committed to git.
 
-    Built once per session (ten stage processes, the suite's most expensive setup) and shared: tests that only
+    Built once per test run (ten stage processes, the suite's most expensive setup) and shared: tests that only
     read it use ``repo``; a test that runs `dvc` commands which change it works on its own ``copy``.
     """
 
@@ -33,19 +33,47 @@ class TinyRun:
 
     def copy(self, root: Path) -> Path:
         """``root/repo``: a private copy with its git history and DVC cache; the task csvs and the tiny backbone it
-        reads stay where the shared repo's params.yaml points."""
+        reads stay where the shared repo's params.yaml points. Not .dvc/tmp: the shared repo's lock and state files
+        belong to whatever dvc command may be running in it on another worker (the copy rebuilds its own)."""
         target = Path(root) / "repo"
-        shutil.copytree(self.repo, target, symlinks=True)
+        dvc_dir = self.repo / ".dvc"
+        shutil.copytree(
+            self.repo, target, symlinks=True, ignore=lambda folder, names: ["tmp"] if Path(folder) == dvc_dir else []
+        )
         return target
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> TinyRun:
-    from test_end_to_end import dvc, git, tiny_e2e_repo  # the e2e module owns the tiny setup
+def tiny_run(tmp_path_factory, worker_id) -> TinyRun:
+    """Built once for the whole suite: under pytest-xdist the first worker to need it builds it in the workers'
+    shared temporary folder while the others wait on a file lock, then every worker reads the same repo."""
+    from filelock import FileLock
 
-    repo = tiny_e2e_repo(tmp_path_factory.mktemp("tiny-run"))
-    output = dvc(repo, "repro").stdout
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "baseline run")
-    return TinyRun(repo, output)
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the folder all workers' temporary folders share
+    folder, output_file = root / "tiny-run", root / "tiny-run.output"
+    with FileLock(str(root / "tiny-run.lock")):
+        if not output_file.is_file():
+            from test_end_to_end import dvc, git, tiny_e2e_repo  # the e2e module owns the tiny setup
+
+            shutil.rmtree(folder, ignore_errors=True)  # a build cut short by a crashed worker
+            folder.mkdir()
+            repo = tiny_e2e_repo(folder)
+            output = dvc(repo, "repro").stdout
+            git(repo, "add", "-A")
+            git(repo, "commit", "-qm", "baseline run")
+            output_file.write_text(output, encoding="utf-8")
+    return TinyRun(folder / "repo", output_file.read_text(encoding="utf-8"))  # tiny_e2e_repo's root/repo
+
+
+# The files whose tests run `dvc` end to end, longest first: xdist hands out whole files (--dist loadfile) in
+# collection order, so starting with these keeps one long file from running alone at the end.
+LONG_FILES = ("test_end_to_end.py", "test_user_guide.py", "test_chaos.py", "test_benchmarks.py", "test_distributed.py",
+              "test_remote.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(LONG_FILES)))  # stable: files keep order
 

@@ -33,6 +33,13 @@ RUN = "results/adapt/sms_spam-mpt/seed0/kall"  # the README's run folder; the te
 COVERED: dict[str, tuple[str, str]] = {
     "make repro": (BY_HAND, "the default run takes ~20 min on 2 CPU cores; the suite runs `dvc repro` on tiny repos"),
     "make test": ("CI: .ci/run", "make test"),
+    "python -m pipeline study studies/transfer-study.yaml": (
+        BY_HAND, "the transfer study takes hours; its plan and report are tested in tests/test_study.py, and "
+        "docs/results/transfer-study/ is what it wrote"
+    ),
+    "python -m pipeline study studies/transfer-study.yaml --phase k16": (
+        BY_HAND, "one phase of the transfer study (about an hour); tests/test_study.py covers the phase plan"
+    ),
     "dvc exp run -n rank2 -S distill.rank=2": (COMPARE, '"exp", "run", "-n", "rank2", "-S", "distill.rank=2"'),
     "dvc exp run -n label-init -S adapt.pt_init=label_words": (
         COMPARE, '"exp", "run", "-n", "label-init", "-S", "adapt.pt_init=label_words"'

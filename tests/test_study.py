@@ -142,3 +142,23 @@ def test_the_study_report_pairs_an_ablation_with_the_reference_phase_and_lists_p
     assert "zero-step mpt 0.550 vs the template alone 0.450: +10.0 points" in text
     assert "− same method in base" in text and "+15.0 points" in text.split("## Phase wide")[1]  # 0.85 - 0.70
     assert "1.0 h of stage time" in text
+
+
+def test_q4_reads_each_targets_steps_to_95pt_at_k_all(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from pipeline.cli.study_report import goals_section, read_phases
+
+    folder = tmp_path / "kall"
+    folder.mkdir()
+    rows = [("a", "pt", "all", 0, 0.8, 0.5, 0.5), ("a", "mpt", "all", 0, 0.8, 0.6, 0.5)]
+    runs_frame(rows).to_csv(folder / "transfer.csv", index=False)
+    pd.DataFrame({"target": ["a", "a"], "k": ["all", "all"], "method": ["pt", "mpt"],
+                  "dev_steps_to_95pt": [30.0, None]}).to_csv(folder / "summary.csv", index=False)
+    (folder / "phase.json").write_text(json.dumps({"commit": "abc", "set": {}, "stages": []}))
+    phases, missing = read_phases(tmp_path, ["kall", "k8"])
+    assert missing == ["k8"]
+    lines = "\n".join(goals_section(phases))
+    assert "**Q4** (kall, a): steps to 95 % of pt's final dev accuracy (mean curve over seeds): mpt never, pt 30" in lines

@@ -125,6 +125,17 @@ def goals_section(phases: list[PhaseResult]) -> list[str]:
                 lines.append(f"- **Q2** ({phase.name}, k = all): mpt − mpt_full, mean over targets: "
                              f"{difference_text(diff)} (goal: within 1 point).")
     for phase in phases:
+        summary_file = phase.folder / "summary.csv"
+        if not ({BASELINE, TRANSFER} <= phase.methods and "all" in phase.ks and summary_file.is_file()):
+            continue
+        summary = pd.read_csv(summary_file, dtype={"k": str})
+        for target, group in summary[summary["k"] == "all"].groupby("target"):
+            steps = dict(zip(group["method"], group["dev_steps_to_95pt"]))
+            lines.append(
+                f"- **Q4** ({phase.name}, {target}): steps to 95 % of pt's final dev accuracy (mean curve over seeds): "
+                f"mpt {_steps(steps.get(TRANSFER))}, pt {_steps(steps.get(BASELINE))} (goal: mpt ≤ 1/3 of pt's)."
+            )
+    for phase in phases:
         if TRANSFER not in phase.methods:
             continue
         for (target, k), group in phase.runs[phase.runs["method"] == TRANSFER].groupby(["target", "k"]):
@@ -136,6 +147,10 @@ def goals_section(phases: list[PhaseResult]) -> list[str]:
             )
         break  # the zero-step prompt of mpt does not depend on k or on the phase's adapt settings
     return lines or ["- No phase with both pt and mpt has finished yet."]
+
+
+def _steps(value: object) -> str:
+    return "never" if value is None or pd.isna(value) else f"{int(value)}"
 
 
 def ablation_section(phase: PhaseResult, reference: PhaseResult) -> list[str]:

@@ -18,6 +18,7 @@ from tiny_runs import (
 
 from pipeline.__main__ import main
 from pipeline.cli.export_mpt import export_multitask
+from pipeline.config.schema import distill_from
 from pipeline.errors import PipelineError
 from pipeline.methods.mpt import MultitaskPrompt, TargetPrompt
 from pipeline.methods.peft_mpt import COLS_KEY, ROWS_KEY, load_peft_multitask
@@ -199,3 +200,9 @@ def test_import_refuses_mismatches_naming_the_file(tmp_path, change, where, mess
     assert str(tmp_path / where) in str(error.value)
     assert "\n" not in str(error.value)
 
+
+def test_distill_from_must_be_a_path_or_null():
+    assert distill_from({"distill_from": None}) is None and distill_from({}) is None
+    assert distill_from({"distill_from": "adapters/mpt"}) == "adapters/mpt"
+    with pytest.raises(PipelineError, match=r"params.yaml: distill_from must be the path of a PEFT"):
+        distill_from({"distill_from": ["adapters/mpt"]})

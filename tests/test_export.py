@@ -11,8 +11,8 @@ from peft import PeftModel, PromptTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from tiny import full_params
 from tiny_runs import (
-    AUTO, LENGTH, TASK, layout_as_peft_saves, our_label_logits, peft_label_logits, random_prompt, save_backbone_folder, save_repo, save_run,
-    save_task_info,
+    AUTO, LENGTH, TASK, layout_as_peft_saves, our_label_logits, peft_label_logits, random_prompt,
+    save_backbone_folder, save_repo, save_run, save_task_info,
 )
 from transformers import AutoModelForSeq2SeqLM
 

@@ -12,8 +12,8 @@ import torch
 from peft import MultitaskPromptTuningConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from tiny_runs import (
-    AUTO, LENGTH, OTHER_TASK, TASK, layout_as_peft_saves, our_label_logits, peft_label_logits, random_prompt, save_backbone_folder, save_distill,
-    save_run, save_task_info,
+    AUTO, LENGTH, OTHER_TASK, TASK, layout_as_peft_saves, our_label_logits, peft_label_logits, random_prompt,
+    save_backbone_folder, save_distill, save_run, save_task_info,
 )
 
 from pipeline.__main__ import main
@@ -113,6 +113,11 @@ def test_export_command_picks_the_format(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("exported results/distill/shared.safetensors (distill: tasks toy, spam; P 4 x 32, rank 2)")
     assert json.loads((tmp_path / "exported" / "adapter_config.json").read_text())["num_tasks"] == 2
+    target = TargetPrompt(random_prompt(4), *(f[0] for f in factors(1))).export()
+    save_run(tmp_path / "results" / "adapt" / "toy-mpt", backbone, target.pop("prompt"), tensors=target)
+    assert main(["export", "results/adapt/toy-mpt", "mpt-exported", "--multitask"]) == 0
+    assert capsys.readouterr().out.startswith("exported results/adapt/toy-mpt/params.safetensors (mpt: tasks toy; P")
+    assert json.loads((tmp_path / "mpt-exported" / "adapter_config.json").read_text())["num_tasks"] == 1
     assert main(["export", "results/adapt/toy-pt", "pt-exported", "--multitask"]) == 1  # no P and factors
     err = capsys.readouterr().err
     assert "params.safetensors: holds no shared prompt P and factors U, V (method 'pt')" in err

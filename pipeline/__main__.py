@@ -22,7 +22,9 @@ def _run_command(commands: Subparsers, name: str, summary: str, description: str
     """A subcommand that reads one finished run: ``run_dir`` and ``--backbone`` come with it."""
     parser = commands.add_parser(name, help=summary, description=description)
     parser.add_argument(
-        "run_dir", type=Path, help="results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/"
+        "run_dir", type=Path,
+        help="results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/ "
+        "(export: or results/distill/)",
     )
     parser.add_argument(
         "--backbone", type=Path, default=None, metavar="DIR",
@@ -36,17 +38,28 @@ def _backbone_dir(args: argparse.Namespace) -> Path:
 
 
 def export_command(commands: Subparsers) -> None:
-    """`export <run_dir> <out_dir>`: a run's prompt as a PEFT prompt-tuning adapter folder."""
+    """`export <run_dir> <out_dir> [--multitask]`: a run's prompt as a PEFT adapter folder."""
     parser = _run_command(
-        commands, "export", "write a run's prompt as a PEFT prompt-tuning adapter folder",
-        "Export results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/ as a folder that "
-        "peft.PeftModel.from_pretrained(base_model, OUT_DIR) loads.",
+        commands, "export", "write a run's prompt (or results/distill) as a PEFT adapter folder",
+        "Export results/adapt/<target>-<method>/seed<seed>/k<k>/ or results/source/<task>/ as a prompt-tuning "
+        "adapter, or results/distill/ (every source task's factors) as a MultitaskPromptTuning adapter: a folder "
+        "that peft.PeftModel.from_pretrained(base_model, OUT_DIR) loads.",
     )
     parser.add_argument("out_dir", type=Path, help="adapter folder to write (replaced as a whole, atomically)")
+    parser.add_argument(
+        "--multitask", action="store_true",
+        help="write an mpt or mpt_full run as a one-task MultitaskPromptTuning adapter (P and its factor L) instead "
+        "of a prompt-tuning adapter holding P ∘ L; results/distill always exports this way",
+    )
 
     def handle(args: argparse.Namespace) -> None:
         from pipeline.cli.export import export_run
+        from pipeline.cli.export_mpt import export_multitask, is_distill_folder
 
+        if args.multitask or is_distill_folder(args.run_dir):
+            multitask = export_multitask(args.run_dir, args.out_dir, _backbone_dir(args))
+            print(f"exported {multitask.path} ({multitask.summary()}) as MultitaskPromptTuning -> {args.out_dir}")
+            return
         artifact = export_run(args.run_dir, args.out_dir, _backbone_dir(args))
         shape = " x ".join(map(str, artifact.prompt.shape))
         print(f"exported {artifact.path} ({artifact.task.name}, {artifact.method}, {shape}) -> {args.out_dir}")

@@ -10,8 +10,11 @@ import yaml
 from peft import PeftModel, PromptTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from tiny import full_params
-from tiny_runs import LENGTH, TASK, random_prompt, save_backbone_folder, save_repo, save_run, save_task_info
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from tiny_runs import (
+    AUTO, LENGTH, TASK, layout_as_peft_saves, our_label_logits, peft_label_logits, random_prompt,
+    save_backbone_folder, save_repo, save_run, save_task_info,
+)
+from transformers import AutoModelForSeq2SeqLM
 
 from pipeline.__main__ import main
 from pipeline.store.tensors import load_tensors
@@ -22,9 +25,6 @@ from pipeline.methods.prompt_tuning import load_peft_prompt
 from pipeline.config.schema import source_teachers
 from pipeline.config.tasks import TaskSpec
 from stages import source as stage
-
-TEXTS = ["good movie", "what is the plot of the film ? bad bad", "awful"]
-AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
 
 
 @pytest.fixture(params=["causal", "seq2seq"])
@@ -38,30 +38,11 @@ def exported(request, tmp_path):
     return backbone, tmp_path / "backbone", prompt, tmp_path / "adapter"
 
 
-def peft_label_logits(base, adapter, backbone, labels) -> torch.Tensor:
-    """PEFT's own full-vocabulary logits at our prediction position, for the label words: (B, C)."""
-    model = PeftModel.from_pretrained(base, str(adapter)).eval()
-    encoded = backbone.tokenize([TASK.template.format(text=t) for t in TEXTS], max_length=32)
-    ids, mask = encoded["input_ids"], encoded["attention_mask"]
-    with torch.no_grad():
-        if backbone.info.kind == "causal":
-            # PEFT prepends l virtual tokens; with right padding the last real token sits at l + length - 1.
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            rows = logits[torch.arange(len(TEXTS)), LENGTH + mask.sum(1) - 1]
-        else:
-            start = torch.full((len(TEXTS), 1), base.config.decoder_start_token_id)
-            rows = model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, 0]
-    return rows[:, labels.first_ids]
-
-
 def test_peft_reproduces_our_label_scores(exported):
     backbone, folder, prompt, adapter = exported
-    labels = backbone.label_words(TASK.label_words, "test")
-    encoded = backbone.tokenize([TASK.template.format(text=t) for t in TEXTS], max_length=32)
-    with torch.no_grad():
-        ours = backbone(prompt, encoded["input_ids"], encoded["attention_mask"], labels).logits
-        without = backbone(0 * prompt, encoded["input_ids"], encoded["attention_mask"], labels).logits
-    theirs = peft_label_logits(AUTO[backbone.info.kind].from_pretrained(folder), adapter, backbone, labels)
+    ours, without = our_label_logits(backbone, prompt), our_label_logits(backbone, 0 * prompt)
+    model = PeftModel.from_pretrained(AUTO[backbone.info.kind].from_pretrained(folder), str(adapter)).eval()
+    theirs = peft_label_logits(model, backbone)
     assert torch.allclose(theirs, ours, atol=1e-4)
     assert not torch.allclose(theirs, without, atol=1e-3)  # the check has teeth: the prompt moves the scores
     meta = json.loads((adapter / EXPORT_META).read_text())
@@ -75,13 +56,7 @@ def test_layout_is_what_peft_saves_itself(exported, tmp_path):
     config = PromptTuningConfig(
         task_type=TASK_TYPES[backbone.info.kind], num_virtual_tokens=LENGTH, num_transformer_submodules=1
     )
-    get_peft_model(AUTO[backbone.info.kind].from_pretrained(folder), config).save_pretrained(tmp_path / "peft")
-    ours, theirs = (json.loads((d / "adapter_config.json").read_text()) for d in (adapter, tmp_path / "peft"))
-    assert ours.pop("base_model_name_or_path") == str(folder.resolve())
-    theirs.pop("base_model_name_or_path")
-    assert ours == theirs
-    ours, theirs = (load_file(d / "adapter_model.safetensors") for d in (adapter, tmp_path / "peft"))
-    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()} == {PEFT_KEY: (4, 32)}
+    assert layout_as_peft_saves(adapter, folder, config, tmp_path / "peft") == {PEFT_KEY: (4, 32)}
 
 
 def test_import_round_trip_gives_the_same_tensor(exported):

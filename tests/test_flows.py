@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 from tiny import WORDS, full_params, save_tiny_backbone
 
 from pipeline.config.schema import Params, load_params
@@ -128,6 +131,32 @@ def test_distill_writes_the_shared_prompt_beside_the_teachers_scores(distilled):
         metrics = json.loads((distill_dir() / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"src_a", "src_b"} and metrics["steps"] == 2
     assert set(metrics["tasks"]["src_a"]["teacher"]) == {"dev", "test"}
+
+
+def test_distill_imports_a_peft_multitask_adapter_instead_of_distilling(distilled, tmp_path):
+    """results/distill exported as a PEFT adapter and named by distill_from comes back as the same P and factors,
+    with the same student scores, in 0 steps; a P of another length is refused naming the adapter."""
+    from pipeline.cli.export_mpt import export_multitask  # the CLI's module: it imports PEFT
+
+    repo = shutil.copytree(distilled, tmp_path / "repo")
+    with inside(repo):
+        before = load_file(distill_dir() / "shared.safetensors")
+        first = json.loads((distill_dir() / "metrics.json").read_text())
+        export_multitask(distill_dir(), Path("adapter"), Path("models/backbone"))
+        raw = yaml.safe_load(Path("params.yaml").read_text())
+        Path("params.yaml").write_text(yaml.safe_dump({**raw, "distill_from": "adapter"}))
+        assert "imported from adapter" in distill.run(params(repo))
+        after = load_file(distill_dir() / "shared.safetensors")
+        metrics = json.loads((distill_dir() / "metrics.json").read_text())
+        assert sorted(after) == ["shared", "u", "v"] and all(torch.equal(before[k], after[k]) for k in after)
+        assert metrics["steps"] == 0 and metrics["imported_from"] == "adapter"
+        for task in ("src_a", "src_b"):
+            assert metrics["tasks"][task]["test"] == first["tasks"][task]["test"]
+            assert metrics["tasks"][task]["factors"] == task
+        raw["model"]["prompt_length"] = 5
+        Path("params.yaml").write_text(yaml.safe_dump({**raw, "distill_from": "adapter"}))
+        with pytest.raises(PipelineError, match=r"^adapter: num_virtual_tokens is 4 but params.yaml model.prompt"):
+            distill.run(params(repo))
 
 
 def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):

@@ -25,6 +25,7 @@ QUEUE = GUIDE + "test_the_ablation_queue_commands_of_the_readme"
 # The e2e tests' one full run is the shared tiny_run fixture (tests/conftest.py); the guide's repo runs its own.
 EVERY_STAGE = GUIDE + "test_every_stage_runs_on_an_encoder_decoder_backbone_from_hub_sources"
 EXPORT = "tests/test_export.py::test_export_command"
+EXPORT_MPT = "tests/test_export_mpt.py::test_export_command_picks_the_format"
 PREDICT_TEXT = "tests/test_predict.py::test_predictions_are_the_argmax_of_our_scores"
 PREDICT_FILE = "tests/test_predict.py::test_file_gives_one_line_per_non_empty_line_in_order"
 RUN = "results/adapt/sms_spam-mpt/seed0/kall"  # the README's run folder; the tests use a toy one
@@ -61,6 +62,10 @@ COVERED: dict[str, tuple[str, str]] = {
     "dvc queue status": (QUEUE, '"queue", "status"'),
     "dvc queue logs <name>": (QUEUE, '"queue", "logs", "train-p"'),
     f"python -m pipeline export {RUN} exported/sms_spam-mpt": (EXPORT, 'main(["export"'),
+    "python -m pipeline export results/distill exported/mpt-sources": (
+        EXPORT_MPT, 'main(["export", "results/distill"'
+    ),
+    f"python -m pipeline export {RUN} exported/sms_spam-mpt-l --multitask": (EXPORT_MPT, '"--multitask"]) == 0'),
     f'python -m pipeline predict {RUN} --text "WIN a free phone, call now" "see you at lunch"': (
         PREDICT_TEXT, '"--text"'
     ),

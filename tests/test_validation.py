@@ -74,6 +74,7 @@ PARAMS_CASES = [
     ("typo in a task's columns", lambda p: set_key(p, "tasks.tgt.columns.txt", "a"), r"tasks\.tgt\.columns\.txt"),
     ("typo in a task's splits", lambda p: set_key(p, "tasks.tgt.splits.valid", 2), r"tasks\.tgt\.splits\.valid"),
     ("typo in source_teachers", lambda p: set_key(p, "source_teachers", {"src_c": "x"}), r"source_teachers\.src_c"),
+    ("distill_from not a path", lambda p: set_key(p, "distill_from", ""), r"params\.yaml: distill_from must be the path"),
     ("model not a mapping", lambda p: set_key(p, "model", 4), r"params\.yaml: model must be a mapping"),
     ("unknown method", lambda p: set_key(p, "adapt.methods", ["mpt", "lora"]), r"adapt\.methods.*'lora'.*allowed: pt, mpt"),
     ("method listed twice", lambda p: set_key(p, "adapt.methods", ["pt", "pt"]), r"adapt\.methods lists a method twice"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from peft import PeftConfig, get_peft_model
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from pipeline.store.tensors import save_tensors
 from pipeline.store.atomic import write_json
@@ -21,6 +25,13 @@ TASK = TaskInfo(
     name="toy", labels=["pos", "neg"], label_words=[" positive", " negative"], template="Review: {text} sentiment :",
     sizes={}, label_counts={}, source_sha256="toy",
 )
+# A second source task for the multitask exports: another template and verbalizer.
+OTHER_TASK = TaskInfo(
+    name="spam", labels=["ham", "spam"], label_words=[" normal", " spam"], template="{text} . is it spam ?",
+    sizes={}, label_counts={}, source_sha256="spam",
+)
+AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}  # loading a backbone folder for PEFT
+TEXTS = ["good movie", "what is the plot of the film ? bad bad", "awful"]
 
 
 def save_backbone_folder(folder: Path, kind: str = "causal") -> Backbone:
@@ -53,11 +64,73 @@ def save_repo(root: Path) -> Backbone:
     return backbone
 
 
-def save_run(run_dir: Path, backbone: Backbone, prompt: torch.Tensor, method: str | None = "mpt") -> Path:
-    """An adapt@ run (``params.safetensors``) for a ``method``, or a source@ teacher (``prompt.safetensors``)."""
-    model = ModelSettings(prompt_length=prompt.shape[0], max_length=32, batch_size=8, eval_batch_size=8)
+def save_run(
+    run_dir: Path, backbone: Backbone, prompt: torch.Tensor, method: str | None = "mpt",
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """An adapt@ run (``params.safetensors``) for a ``method``, or a source@ teacher (``prompt.safetensors``);
+    ``tensors``: what the method's module exports besides the prompt (an mpt run's P, U, V)."""
     task = TaskData(info=TASK, labels=backbone.label_words(TASK.label_words, "test"))
     extra = {"method": method} if method else {}
     path = Path(run_dir) / ("params.safetensors" if method else "prompt.safetensors")
-    save_tensors(path, {"prompt": prompt}, artifact_meta(backbone, model, **extra, **task_meta(task)))
+    meta = artifact_meta(backbone, tiny_settings(prompt.shape[0]), **extra, **task_meta(task))
+    save_tensors(path, {**(tensors or {}), "prompt": prompt}, meta)
     return path
+
+
+def tiny_settings(length: int = LENGTH) -> ModelSettings:
+    return ModelSettings(prompt_length=length, max_length=32, batch_size=8, eval_batch_size=8)
+
+
+def save_distill(
+    folder: Path, backbone: Backbone, shared: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+    tasks: tuple[TaskInfo, ...] = (TASK, OTHER_TASK),
+) -> Path:
+    """``results/distill/shared.safetensors`` as the distill stage writes it: P, U, V and each factor's task."""
+    names = [task.name for task in tasks]
+    meta = artifact_meta(
+        backbone, tiny_settings(shared.shape[0]), rank=u.shape[-1], source_tasks=names, factor_tasks=names,
+        label_words={task.name: task.label_words for task in tasks},
+    )
+    save_tensors(Path(folder) / "shared.safetensors", {"shared": shared, "u": u, "v": v}, meta)
+    return Path(folder)
+
+
+def peft_label_logits(model, backbone: Backbone, task: TaskInfo = TASK, **forward) -> torch.Tensor:
+    """A PEFT model's own full-vocabulary logits at our prediction position, for ``task``'s label words on
+    ``TEXTS``: (B, C). ``forward``: more arguments for its forward (``task_ids``)."""
+    encoded = backbone.tokenize([task.template.format(text=t) for t in TEXTS], max_length=32)
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    with torch.no_grad():
+        if backbone.info.kind == "causal":
+            # PEFT prepends l virtual tokens; with right padding the last real token sits at l + length - 1.
+            logits = model(input_ids=ids, attention_mask=mask, **forward).logits
+            rows = logits[torch.arange(len(TEXTS)), LENGTH + mask.sum(1) - 1]
+        else:
+            # The decoder's first position, as we score it. Given as labels (T5 shifts them right to
+            # [decoder_start_token_id]): PEFT's MultitaskPromptTuning seq2seq forward drops decoder_input_ids.
+            start = torch.zeros((len(TEXTS), 1), dtype=torch.long)
+            rows = model(input_ids=ids, attention_mask=mask, labels=start, **forward).logits[:, 0]
+    return rows[:, backbone.label_words(task.label_words, "test").first_ids]
+
+
+def our_label_logits(backbone: Backbone, prompt: torch.Tensor, task: TaskInfo = TASK) -> torch.Tensor:
+    """Our backbone's label-word scores of ``TEXTS`` after ``prompt`` (l, d): (B, C)."""
+    encoded = backbone.tokenize([task.template.format(text=t) for t in TEXTS], max_length=32)
+    labels = backbone.label_words(task.label_words, "test")
+    with torch.no_grad():
+        return backbone(prompt, encoded["input_ids"], encoded["attention_mask"], labels).logits
+
+
+def layout_as_peft_saves(adapter: Path, backbone_folder: Path, config: PeftConfig, scratch: Path) -> dict:
+    """Assert that ``adapter`` has the config fields and weight keys and shapes of PEFT's own save_pretrained of
+    ``config`` on the backbone (the backbone path aside); return the weights' shapes."""
+    kind = json.loads((Path(backbone_folder) / INFO_FILE).read_text())["kind"]
+    get_peft_model(AUTO[kind].from_pretrained(backbone_folder), config).save_pretrained(scratch)
+    ours, theirs = (json.loads((d / "adapter_config.json").read_text()) for d in (adapter, scratch))
+    assert ours.pop("base_model_name_or_path") == str(Path(backbone_folder).resolve())
+    theirs.pop("base_model_name_or_path")
+    assert ours == theirs
+    ours, theirs = (load_file(d / "adapter_model.safetensors") for d in (adapter, scratch))
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    return {k: tuple(v.shape) for k, v in ours.items()}

@@ -40,18 +40,24 @@ class PromptArtifact:
     def export_meta(self) -> dict[str, Any]:
         """What ``mpt_export.json`` records, so a reader can check backbone, task and verbalizer."""
         return {
-            "backbone": self.backbone.fingerprint,
-            "backbone_name": self.backbone.name,
-            "backbone_kind": self.backbone.kind,
+            **backbone_fields(self.backbone),
             "task": self.task.name,
-            "labels": self.task.labels,
-            "label_words": self.task.label_words,
-            "template": self.task.template,
+            **task_fields(self.task),
             "method": self.method,
             "prompt_length": int(self.prompt.shape[0]),
             "hidden_size": int(self.prompt.shape[1]),
             "made_from": str(self.path),
         }
+
+
+def backbone_fields(backbone: BackboneInfo) -> dict[str, Any]:
+    """An export's record of the backbone it needs (``mpt_export.json``)."""
+    return {"backbone": backbone.fingerprint, "backbone_name": backbone.name, "backbone_kind": backbone.kind}
+
+
+def task_fields(task: TaskInfo) -> dict[str, Any]:
+    """An export's record of how a task's texts become inputs and its labels scores (``mpt_export.json``)."""
+    return {"labels": task.labels, "label_words": task.label_words, "template": task.template}
 
 
 def read_backbone_info(folder: Path) -> BackboneInfo:
@@ -90,11 +96,7 @@ def load_prompt_artifact(run_dir: Path, backbone_dir: Path, prepared_dir: Path =
     path, stage = find_prompt_file(run_dir)
     backbone = read_backbone_info(backbone_dir)
     tensors, meta = load_tensors(path, stage)
-    if meta.get("backbone") != backbone.fingerprint:
-        raise PipelineError(
-            f"{path}: made with backbone {meta.get('backbone')!r} but {Path(backbone_dir) / INFO_FILE} is "
-            f"{backbone.fingerprint!r}; use the backbone it was trained on (--backbone DIR)"
-        )
+    check_backbone(path, meta, backbone, backbone_dir)
     prompt = tensors.get("prompt")
     if prompt is None and stage == "adapt":  # attempt (per-example prompts), prefix, ptuning at [P] markers
         raise PipelineError(
@@ -104,11 +106,26 @@ def load_prompt_artifact(run_dir: Path, backbone_dir: Path, prepared_dir: Path =
     if prompt is None or prompt.dim() != 2 or prompt.shape[1] != backbone.hidden_size:
         shape = None if prompt is None else tuple(prompt.shape)
         raise PipelineError(f"{path}: expected a tensor 'prompt' of shape (l, {backbone.hidden_size}), got {shape}")
-    task = read_task_info(str(meta.get("task")), prepared_dir)
-    if task.label_words != meta.get("label_words"):
-        raise PipelineError(
-            f"{Path(prepared_dir) / task.name / TASK_INFO_FILE}: label words {json.dumps(task.label_words)} differ "
-            f"from the {json.dumps(meta.get('label_words'))} that {path} was trained with; rerun its stage"
-        )
+    task = read_checked_task(str(meta.get("task")), meta.get("label_words"), path, prepared_dir)
     method = meta.get("method", stage) if stage == "adapt" else stage
     return PromptArtifact(path=path, prompt=prompt.float(), backbone=backbone, task=task, method=method)
+
+
+def check_backbone(path: Path, meta: dict[str, Any], backbone: BackboneInfo, backbone_dir: Path) -> None:
+    """Refuse an artifact (``path``, its metadata ``meta``) made with another backbone than ``backbone_dir``'s."""
+    if meta.get("backbone") != backbone.fingerprint:
+        raise PipelineError(
+            f"{path}: made with backbone {meta.get('backbone')!r} but {Path(backbone_dir) / INFO_FILE} is "
+            f"{backbone.fingerprint!r}; use the backbone it was trained on (--backbone DIR)"
+        )
+
+
+def read_checked_task(name: str, label_words: Any, path: Path, prepared_dir: Path = PREPARED_DIR) -> TaskInfo:
+    """Task ``name``'s info, refused if its label words differ from the ``label_words`` that ``path`` was made with."""
+    task = read_task_info(name, prepared_dir)
+    if task.label_words != label_words:
+        raise PipelineError(
+            f"{Path(prepared_dir) / task.name / TASK_INFO_FILE}: label words {json.dumps(task.label_words)} differ "
+            f"from the {json.dumps(label_words)} that {path} was trained with; rerun its stage"
+        )
+    return task

@@ -208,7 +208,7 @@ TRACKED: dict[str, tuple[str, ...]] = {
     "backbone": ("backbone.name", "backbone.kind", "backbone.source"),
     "data": ("seed", "tasks.{task}"),
     "source": ("seed", "backbone.dtype", "model", "source", "source_teachers"),
-    "distill": ("seed", "backbone.dtype", "model", "distill", "source_tasks"),
+    "distill": ("seed", "backbone.dtype", "model", "distill", "source_tasks", "distill_from"),
     "adapt": (
         "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
         "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon", "adapt.pt_init", "adapt.rank",

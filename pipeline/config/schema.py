@@ -20,7 +20,7 @@ from pipeline.config.tasks import TaskSpec
 
 TOP_LEVEL_KEYS = (
     "seed", "seeds", "backbone", "model", "source", "distill", "adapt", "source_tasks", "target_tasks", "tasks",
-    "checkpoint_every", "source_teachers",
+    "checkpoint_every", "source_teachers", "distill_from",
 )
 # The keys each section may hold: a key outside them is a typo that would otherwise be silently ignored.
 MODEL_KEYS = tuple(ModelSettings.__dataclass_fields__)
@@ -73,6 +73,7 @@ class Params:
     source_tasks: tuple[str, ...]
     target_tasks: tuple[str, ...]
     source_teachers: dict[str, str]
+    distill_from: str | None  # a PEFT MultitaskPromptTuning adapter used as P and the factors instead of distilling
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> Params:
@@ -98,6 +99,7 @@ class Params:
             source_tasks=tuple(task_names(params, "source_tasks")),
             target_tasks=tuple(task_names(params, "target_tasks")),
             source_teachers=source_teachers(params),
+            distill_from=distill_from(params),
         )
 
 
@@ -151,6 +153,7 @@ def validate(params: dict[str, Any]) -> None:
             f"params.yaml: source_tasks needs at least {MIN_SOURCE_TASKS} tasks for distillation, got {len(sources)}"
         )
     source_teachers(params)
+    distill_from(params)
     both = sorted(set(sources) & set(targets))
     if both:
         raise PipelineError(
@@ -203,6 +206,19 @@ def source_teachers(params: dict[str, Any]) -> dict[str, str]:
         if not isinstance(folder, str) or not folder:
             raise PipelineError(f"params.yaml: source_teachers.{task} must be the path of an adapter folder")
     return teachers
+
+
+def distill_from(params: dict[str, Any]) -> str | None:
+    """Optional params ``distill_from``: a PEFT MultitaskPromptTuning adapter folder (or its source-training
+    ``.safetensors`` checkpoint) whose P and task factors the ``distill`` stage takes instead of distilling
+    (pipeline.methods.peft_mpt.load_peft_multitask); null or absent: distil."""
+    path = params.get("distill_from")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise PipelineError(
+            "params.yaml: distill_from must be the path of a PEFT MultitaskPromptTuning adapter folder or its "
+            f".safetensors checkpoint, or null; got {path!r}"
+        )
+    return path
 
 
 def _check_methods(adapt: dict[str, Any]) -> None:

@@ -53,6 +53,15 @@ class MultitaskPrompt(nn.Module):
             self.register_buffer("u", torch.ones((tasks, length, rank)))
             self.register_buffer("v", v)
 
+    @classmethod
+    def of(cls, shared: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> MultitaskPrompt:
+        """A student holding given P and factors (e.g. imported from a PEFT adapter: pipeline/methods/peft_mpt.py)."""
+        module = cls(shared, tasks=u.shape[0], rank=u.shape[-1], generator=torch.Generator())
+        with torch.no_grad():
+            module.u.copy_(u)
+            module.v.copy_(v)
+        return module
+
     @property
     def factors(self) -> list[nn.Parameter]:
         """The trainable task factors (none without decomposition)."""
@@ -84,7 +93,9 @@ class TargetPrompt(nn.Module):
         return self.shared * (self.u @ self.v)
 
     def export(self) -> dict[str, torch.Tensor]:
-        return {"u": self.u.detach(), "v": self.v.detach(), "prompt": self.forward().detach()}
+        """L's factors, P (so the run exports as a one-task PEFT MultitaskPromptTuning adapter too) and P ∘ L."""
+        factors = {"shared": self.shared.detach(), "u": self.u.detach(), "v": self.v.detach()}
+        return {**factors, "prompt": self.forward().detach()}
 
 
 def widened(u: torch.Tensor, v: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,22 +69,11 @@ def load_peft_prompt(folder: Path, backbone: Backbone, prompt_length: int) -> to
     Weights are read with safetensors only; a pickled ``adapter_model.bin`` is refused, never unpickled.
     """
     folder = Path(folder)
-    config = _adapter_config(folder)
-    needs = {  # adapter_config.json key -> (the value this pipeline needs, who needs it)
-        "peft_type": ("PROMPT_TUNING", "a prompt-tuning adapter"),
-        "task_type": (TASK_TYPES[backbone.info.kind], f"a {backbone.info.kind} backbone"),
-        "num_virtual_tokens": (prompt_length, "params.yaml model.prompt_length"),
-        "token_dim": (backbone.hidden_size, "the backbone's hidden size"),
-    }
-    for key, (wanted, who) in needs.items():
-        if config.get(key) != wanted:
-            raise PipelineError(f"{folder}: {key} is {config.get(key)!r} but {who} needs {wanted!r}")
-    _check_export_meta(folder, backbone)
-    # PEFT's default for a missing value: 2 submodules for seq2seq, 1 otherwise.
-    submodules = config.get("num_transformer_submodules") or (2 if backbone.info.kind == "seq2seq" else 1)
-    weights = _adapter_weights(folder)
+    config = read_checked_config(folder, "PROMPT_TUNING", backbone, prompt_length)
+    check_export_meta(folder, backbone)
+    weights = read_adapter_weights(folder)
     rows = weights.get(PEFT_KEY)
-    shape = (prompt_length * submodules, backbone.hidden_size)
+    shape = (prompt_length * submodules(config, backbone), backbone.hidden_size)
     if rows is None or tuple(rows.shape) != shape:
         found = None if rows is None else tuple(rows.shape)
         where = folder / SAFETENSORS_WEIGHTS_NAME
@@ -92,7 +81,29 @@ def load_peft_prompt(folder: Path, backbone: Backbone, prompt_length: int) -> to
     return rows[:prompt_length].float().clone()  # rows past l (a decoder half) are unused by prompt tuning
 
 
-def _adapter_config(folder: Path) -> dict[str, Any]:
+def read_checked_config(folder: Path, peft_type: str, backbone: Backbone, prompt_length: int) -> dict[str, Any]:
+    """An adapter folder's config, refused unless it is a ``peft_type`` adapter for this backbone and l."""
+    config = read_adapter_config(folder)
+    needs = {  # adapter_config.json key -> (the value this pipeline needs, who needs it)
+        "peft_type": (peft_type, f"a {peft_type} adapter"),
+        "task_type": (TASK_TYPES[backbone.info.kind], f"a {backbone.info.kind} backbone"),
+        "num_virtual_tokens": (prompt_length, "params.yaml model.prompt_length"),
+        "token_dim": (backbone.hidden_size, "the backbone's hidden size"),
+    }
+    for key, (wanted, who) in needs.items():
+        if config.get(key) != wanted:
+            raise PipelineError(f"{folder}: {key} is {config.get(key)!r} but {who} needs {wanted!r}")
+    return config
+
+
+def submodules(config: dict[str, Any], backbone: Backbone) -> int:
+    """``num_transformer_submodules`` (s: the adapter holds l·s prompt rows); PEFT's default when it is missing:
+    2 for seq2seq, 1 otherwise."""
+    return config.get("num_transformer_submodules") or (2 if backbone.info.kind == "seq2seq" else 1)
+
+
+def read_adapter_config(folder: Path) -> dict[str, Any]:
+    """A PEFT adapter folder's ``adapter_config.json`` as a mapping."""
     path = folder / CONFIG_NAME
     if not folder.is_dir():
         raise PipelineError(f"{folder}: no such adapter folder")
@@ -107,7 +118,8 @@ def _adapter_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``folder/adapter_model.safetensors``; a pickled ``adapter_model.bin`` is refused, never read."""
     path = folder / SAFETENSORS_WEIGHTS_NAME
     if not path.is_file():
         if (folder / WEIGHTS_NAME).is_file():
@@ -116,22 +128,30 @@ def _adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
                 f"save the adapter with safe_serialization=True to get {SAFETENSORS_WEIGHTS_NAME}"
             )
         raise PipelineError(f"{path}: not found")
+    return read_safetensors(path)
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a corrupt or truncated file is a one-line error naming it."""
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise PipelineError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
 
 
-def _check_export_meta(folder: Path, backbone: Backbone) -> None:
-    """Our own exports say which backbone they were made with; a foreign adapter has no such file."""
+def check_export_meta(folder: Path, backbone: Backbone) -> dict[str, Any]:
+    """Our own exports say which backbone they were made with (refused if another); a foreign adapter has no such
+    file. Returns the export's metadata ({} for a foreign adapter)."""
     path = folder / EXPORT_META
     if not path.is_file():
-        return
+        return {}
     try:
-        made_with = json.loads(path.read_text(encoding="utf-8")).get("backbone")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        made_with = meta.get("backbone")
     except (OSError, ValueError, AttributeError) as exc:
         raise PipelineError(f"{path}: unreadable export metadata ({exc})") from None
     if made_with != backbone.info.fingerprint:
         raise PipelineError(
             f"{path}: exported from backbone {made_with!r} but this backbone is {backbone.info.fingerprint!r}"
         )
+    return meta

@@ -11,13 +11,11 @@ import bz2
 import codecs
 import csv
 import gzip
-import hashlib
 import io
 import json
 import lzma
 import os
 import re
-import stat
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +24,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from source_kinds import folder_of, hub_dataset, one_file, package, seed_wheel, symlink_entry
+from source_kinds import offline  # noqa: F401 (a fixture the Hub cases use)
+
 from pipeline.data.sources import load_raw_table
 from pipeline.errors import PipelineError
-from pipeline.store.wheels import cache_dir
 
 WHERE = "tasks.t.source"
 # Characters each codec can hold: cp1252 has curly quotes, dashes and the euro sign, latin-1 only its letters.
@@ -57,49 +57,6 @@ def render(rows: list[tuple[str, str]], fmt: str, newline: str = "\n") -> str:
 
 def expected(rows: list[tuple[str, str]]) -> dict[str, list[str]]:
     return {"text": [text for text, _ in rows], "label": [label for _, label in rows]}
-
-
-def seed_wheel(monkeypatch, tmp_path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> str:
-    """A wheel of ``pkg==1.0`` holding ``members`` (and symbolic links named ``links``), in an isolated cache."""
-    monkeypatch.setenv("MPT_CACHE_DIR", str(tmp_path / "cache"))
-    folder = cache_dir() / "wheels" / "pkg-1.0"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / "pkg-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-        for name in links:
-            archive.writestr(symlink_entry(name), "/etc/passwd")
-    return hashlib.sha256(wheel.read_bytes()).hexdigest()
-
-
-def symlink_entry(name: str) -> zipfile.ZipInfo:
-    entry = zipfile.ZipInfo(name)
-    entry.external_attr = (stat.S_IFLNK | 0o777) << 16
-    return entry
-
-
-def package(digest: str, member: str, **extra: Any) -> dict[str, Any]:
-    return {"kind": "package", "package": "pkg", "version": "1.0", "sha256": digest, "member": member, **extra}
-
-
-def one_file(kind: str, tmp_path: Path, monkeypatch, name: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    """A source of kind ``file`` or ``package`` holding ``data`` under the name ``name``."""
-    if kind == "file":
-        (tmp_path / name).write_bytes(data)
-        return {"kind": "file", "path": name, **extra}
-    return package(seed_wheel(monkeypatch, tmp_path, {f"pkg/data/{name}": data}), f"pkg/data/{name}", **extra)
-
-
-def folder_of(kind: str, tmp_path: Path, monkeypatch, files: dict[str, bytes], **extra: Any) -> dict[str, Any]:
-    """A source of kind ``folder`` or a package folder holding ``files`` (label/name -> bytes)."""
-    if kind == "folder":
-        for rel, data in files.items():
-            (tmp_path / "corpus" / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / "corpus" / rel).write_bytes(data)
-        return {"kind": "folder", "path": "corpus", **extra}
-    members = {f"pkg/data/corpus/{rel}": data for rel, data in files.items()}
-    return package(seed_wheel(monkeypatch, tmp_path, members), "pkg/data/corpus/", format="folder", **extra)
 
 
 def outcome(source: dict[str, Any], root: Path) -> dict[str, list[str]] | str:
@@ -239,6 +196,24 @@ def test_compression(tmp_path, monkeypatch, kind, case, name, data, error):
     check(outcome(source, tmp_path), expect, re.escape(name) + ": ")
 
 
+@pytest.mark.parametrize("kind", ["file", "package"])
+@pytest.mark.parametrize("damage", ["intact", "truncated"])
+@pytest.mark.parametrize("compression", list(COMPRESSORS))
+@pytest.mark.parametrize("fmt", [*FORMATS, "parquet"])
+def test_every_format_in_every_compression(tmp_path, monkeypatch, kind, damage, compression, fmt):
+    rows = WESTERN * 40
+    if fmt == "parquet":
+        data = parquet(pd.DataFrame(expected(rows)))
+    else:
+        data = render(rows, fmt).encode()
+    data = COMPRESSORS[compression](data)
+    name = f"data.{fmt}.{SUFFIX[compression]}"
+    source = one_file(kind, tmp_path, monkeypatch, name, data[: len(data) * 2 // 3] if damage == "truncated" else data,
+                      format=fmt, **({"pattern": PATTERN} if fmt == "lines" else {}))  # fmt: skip
+    error = DAMAGE.replace("{kind}", compression).replace("{key}", MEMBER_KEY[kind])
+    check(outcome(source, tmp_path), error if damage == "truncated" else expected(rows), re.escape(name) + ": ")
+
+
 # ------------------------------------------------------------------------------------------- rows and quoting
 
 RAGGED = r"line {line} has {n} fields, the header has {width} \({hint}"
@@ -324,16 +299,6 @@ def test_folders(tmp_path, monkeypatch, kind, case, files, keys, expect):
 # ------------------------------------------------------------------------------------------- the Hub layout
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    import datasets
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-
-
 HUB_ROWS = [("caf\u00e9 \u201cone\u201d", "1"), ("two", "0"), ("three", "1")]
 HUB_ERROR = r"a data file does not read \({reason}.*\); the Hub loader reads UTF-8 .*\(params\.yaml: tasks\.t\.source\.dataset\)$"
 
@@ -351,9 +316,7 @@ HUB_CASES: list[tuple[str, str, bytes, dict | str]] = [
 
 @pytest.mark.parametrize(("case", "name", "data", "expect"), HUB_CASES, ids=[c[0] for c in HUB_CASES])
 def test_hub_layout(tmp_path, offline, case, name, data, expect):
-    (tmp_path / "ds" / "data").mkdir(parents=True)
-    (tmp_path / "ds" / "data" / name).write_bytes(data)
-    source = {"kind": "hub", "dataset": str(tmp_path / "ds"), "split": "train"}
+    source = hub_dataset(tmp_path, name, data)
     check(outcome(source, tmp_path), expect, r"^hub:.*ds\[train\]: ")
 
 

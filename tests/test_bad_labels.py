@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from source_kinds import folder_of, hub_dataset, one_file
+from source_kinds import offline  # noqa: F401 (a fixture the Hub cases use)
 from tiny import full_params
 
 from pipeline.config.tasks import TaskSpec
@@ -82,8 +84,7 @@ CASES: list[tuple[str, bytes, str, dict[str, Any], list[str] | str]] = [
     ("integer labels written as floats", csv_of(text=TEXTS, label=["1.0", "0.0"] * 6), "raw.csv",
      {"label_words": {0: " no", 1: " yes"}}, ["0"] * 6 + ["1"] * 6),
     ("parquet integer labels with a missing one", parquet_of(text=TEXTS + ["x"], label=[1, 0] * 6 + [None]),
-     "raw.parquet", {"label_words": {0: " no", 1: " yes"}, "source": {"kind": "file", "path": "raw.parquet",
-                                                                    "format": "parquet"}},
+     "raw.parquet", {"label_words": {0: " no", 1: " yes"}},
      rf"1 rows have no label in column 'label' \(the first is data row 13\); add \"\" to {WHERE}\.drop_labels"),
     ("a float that is no integer label", csv_of(text=TEXTS, label=["1.5", "0"] * 6), "raw.csv",
      {"label_words": {0: " no", 1: " yes"}}, rf"label '1\.5' in column 'label' is not in {WHERE}\.label_words"),
@@ -102,12 +103,12 @@ CASES: list[tuple[str, bytes, str, dict[str, Any], list[str] | str]] = [
     ("most texts empty", csv_of(text=TEXTS + [""] * 20, label=LABELS + ["pos"] * 20), "raw.csv", {},
      sorted(LABELS)),
 ]
+# Where each kind names the file in its errors.
+NAMED = {"file": lambda tmp_path, name: re.escape(str(tmp_path / name)), "package": lambda _, name: rf"pkg/data/{name}"}
 
 
-@pytest.mark.parametrize(("case", "data", "name", "overrides", "expect"), CASES, ids=[c[0] for c in CASES])
-def test_labels_and_texts(tmp_path, case, data, name, overrides, expect):
-    (tmp_path / name).write_bytes(data)
-    spec = TaskSpec.from_params("t", spec_dict(name, **overrides))
+def outcome(spec: TaskSpec, tmp_path: Path, expect: list[str] | str, file_pattern: str) -> None:
+    """Prepare ``spec``: the labels must be ``expect``, or the one-line error must match it and nothing be written."""
     out = tmp_path / "out" / "t"
     if isinstance(expect, list):
         prepare_task(spec, out, 0, tmp_path)
@@ -116,8 +117,48 @@ def test_labels_and_texts(tmp_path, case, data, name, overrides, expect):
     with pytest.raises(PipelineError) as caught:
         prepare_task(spec, out, 0, tmp_path)
     message = str(caught.value)
-    assert "\n" not in message and re.search(re.escape(str(tmp_path / name)) + ": " + expect, message), message
+    assert "\n" not in message and re.search(file_pattern + ": " + expect, message), message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("kind", ["file", "package"])
+@pytest.mark.parametrize(("case", "data", "name", "overrides", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_labels_and_texts(tmp_path, monkeypatch, kind, case, data, name, overrides, expect):
+    fmt = name.rsplit(".", 1)[1]
+    source = one_file(kind, tmp_path, monkeypatch, name, data, format=fmt)
+    spec = TaskSpec.from_params("t", {**spec_dict(name, **overrides), "source": source})
+    outcome(spec, tmp_path, expect, NAMED[kind](tmp_path, name))
+
+
+@pytest.mark.parametrize(
+    ("case", "labels", "words", "expect"),
+    [
+        ("class ids", [1, 0] * 6, {0: " no", 1: " yes"}, ["0"] * 6 + ["1"] * 6),
+        ("class ids with a missing one", [1, 0] * 6 + [None], {0: " no", 1: " yes"}, r"1 rows have no label"),
+        ("label case differs", ["Pos", "neg"] * 6, WORDS, r"label 'Pos' .*set tasks\.t\.relabel: \{Pos: pos\}$"),
+    ],
+)
+def test_hub_labels(tmp_path, offline, case, labels, words, expect):
+    texts = TEXTS + ["x"] * (len(labels) - len(TEXTS))
+    source = hub_dataset(tmp_path, "train.parquet", parquet_of(text=texts, label=labels))
+    spec = TaskSpec.from_params("t", {**spec_dict(label_words=words), "source": source})
+    outcome(spec, tmp_path, expect, r"^hub:.*ds\[train\]")
+
+
+@pytest.mark.parametrize(
+    ("case", "folders", "expect"),
+    [
+        ("folder names as labels", ["pos", "neg"], ["neg"] * 6 + ["pos"] * 6),
+        ("a folder name's case differs", ["pos", "NEG"], r"label 'NEG' .*but 'neg' is .*set tasks\.t\.relabel"),
+        ("one folder only", ["pos", "pos"], r"label 'neg' of params\.yaml: tasks\.t\.label_words never occurs"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["folder", "package"])
+def test_folder_labels(tmp_path, monkeypatch, kind, case, folders, expect):
+    files = {f"{folders[i % 2]}/{i}.txt": text.encode() for i, text in enumerate(TEXTS)}
+    source = folder_of(kind, tmp_path, monkeypatch, files)
+    spec = TaskSpec.from_params("t", {**spec_dict(), "source": source})
+    outcome(spec, tmp_path, expect, r"(corpus|pkg/data/corpus/)")
 
 
 # ------------------------------------------------------------------------------------------------- the stage

@@ -17,6 +17,7 @@ import lzma
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,8 @@ def damaged(data: bytes) -> bytes:
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress, "zip": lambda b: zipped(("data.csv", b)),
 }  # fmt: skip
+# The first byte of the deflate stream flipped: gzip.decompress raises zlib.error, which is no OSError.
+BAD_DEFLATE = bytes([b ^ 0xFF if i == 10 else b for i, b in enumerate(gzip.compress(CSV, mtime=0))])
 SUFFIX = {"gzip": "gz", "bzip2": "bz2", "xz": "xz", "zip": "zip"}
 DAMAGE = r"truncated or corrupt {kind} data \(.*\); fetch the file again \(params\.yaml: tasks\.t\.source\.{key}\)"
 
@@ -172,6 +175,7 @@ COMPRESSION_CASES: list[tuple[str, str, bytes, str | None]] = [
        DAMAGE.replace("{kind}", kind)) for kind, compress in COMPRESSORS.items()),
     *((f"{kind} corrupt", f"data.csv.{SUFFIX[kind]}", damaged(compress(CSV)), DAMAGE.replace("{kind}", kind))
       for kind, compress in COMPRESSORS.items()),
+    ("gzip with a damaged deflate stream", "data.csv.gz", BAD_DEFLATE, DAMAGE.replace("{kind}", "gzip")),
     ("gzip named .csv", "data.csv", gzip.compress(CSV), None),
     ("bzip2 named .gz", "data.csv.gz", bz2.compress(CSV), None),
     ("plain text named .gz", "data.csv.gz", CSV, r"named as gzip but is not gzip data .*params\.yaml: .*\.{key}\)"),
@@ -194,6 +198,11 @@ def test_compression(tmp_path, monkeypatch, kind, case, name, data, error):
     source = one_file(kind, tmp_path, monkeypatch, name, data, format="csv")
     expect = error.replace("{key}", MEMBER_KEY[kind]) if error else expected(WESTERN * 40)
     check(outcome(source, tmp_path), expect, re.escape(name) + ": ")
+
+
+def test_the_damaged_deflate_case_is_a_zlib_error():
+    with pytest.raises(zlib.error):
+        gzip.decompress(BAD_DEFLATE)
 
 
 @pytest.mark.parametrize("kind", ["file", "package"])

@@ -151,7 +151,10 @@ def test_stage_main_prepares_named_task(raw, monkeypatch):
     (raw / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(raw)
     summary = stage.main(["rt"])
-    assert summary == "rt: 30/10/8 train/dev/test examples, 2 labels -> data/prepared/rt"
+    assert summary == (
+        "rt: 30/10/8 train/dev/test examples, 2 labels -> data/prepared/rt;"
+        " rows left out: 4 other_labels, 2 empty, 3 duplicates"
+    )
     assert load_prepared(raw / "data" / "prepared" / "rt")[1].sizes["train"] == 30
     with pytest.raises(PipelineError, match=r"no task tasks\.nope \(known: rt, rt_b, rt_c\)"):
         stage.main(["nope"])

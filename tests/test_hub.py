@@ -17,20 +17,11 @@ from pipeline.errors import PipelineError
 from pipeline.config.schema import check_backbone_spec
 from pipeline.config.sources import check_source
 from pipeline.data.sources import load_raw_table, table_sha256
+from source_kinds import offline  # noqa: F401 (the fixture every test here uses)
 from tiny import save_tiny_backbone
 
 WHERE = "tasks.t.source"
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, and a throwaway `datasets` cache (its location is read when datasets is imported)."""
-    import datasets
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def write_hub_dataset(folder: Path, rows: int = 6) -> Path:

@@ -176,7 +176,7 @@ def test_empty_file_names_file_and_format(tmp_path, fmt):
 def test_unparseable_file_names_file_and_format(tmp_path):
     with pytest.raises(PipelineError, match=r"junk\.parquet: does not parse as parquet"):
         load(tmp_path, kind="file", path=write(tmp_path, "junk.parquet", b"not parquet"), format="parquet")
-    with pytest.raises(PipelineError, match=r"junk\.csv\.gz: not valid gz data"):
+    with pytest.raises(PipelineError, match=r"junk\.csv\.gz: named as gzip but is not gzip data"):
         load(tmp_path, kind="file", path=write(tmp_path, "junk.csv.gz", b"not gzip"), format="csv")
     with pytest.raises(PipelineError, match=r"head\.csv: no rows parsed as csv"):
         load(tmp_path, kind="file", path=write(tmp_path, "head.csv", b"text,label\n"), format="csv")

@@ -128,7 +128,7 @@ def test_unknown_label_names_label_and_key_path():
 
 
 def test_missing_column_names_column_file_and_key_path():
-    with pytest.raises(PipelineError, match=r"raw\.csv: no column 'review' \(params\.yaml: tasks\.rt\.columns;"):
+    with pytest.raises(PipelineError, match=r"raw\.csv: no column 'review' \(params\.yaml: tasks\.rt\.columns\.text;"):
         to_examples(make(), table(text=["a"], rating=["fresh"]), "raw.csv")
 
 

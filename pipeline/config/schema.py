@@ -16,6 +16,7 @@ from pipeline.config.params import (
     DevSettings, DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
     task_names,
 )
+from pipeline.config.sources import check_member
 from pipeline.config.tasks import TaskSpec
 
 TOP_LEVEL_KEYS = (
@@ -186,6 +187,8 @@ def check_backbone_spec(spec: Any) -> None:
         value = require(source, key, (str, int, float) if key == "version" else str, where)
         if value == "":
             raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
+    if source_kind == "package":
+        check_member(source["member"], where)
     allowed = BACKBONE_FORMATS.get(source_kind)
     if allowed and source["format"] not in allowed:
         raise PipelineError(f"params.yaml: {where}.format must be one of {', '.join(allowed)}, got {source['format']!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from pipeline.config.load import check_keys, optional, require
@@ -40,6 +41,8 @@ def check_source(source: Any, where: str) -> None:
     for key in (*_KIND_KEYS[kind], *(key for key in _OPTIONAL_KIND_KEYS[kind] if key in source)):
         if not require(source, key, str, where).strip():
             raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
+    if "member" in source:
+        check_member(source["member"], where)
     if "sha256" in source and not _SHA256.fullmatch(require(source, "sha256", str, where).lower()):
         raise PipelineError(f"params.yaml: {where}.sha256 must be 64 hex digits, got {source['sha256']!r}")
     if fmt is None:
@@ -48,6 +51,18 @@ def check_source(source: Any, where: str) -> None:
     if fmt == "lines":
         line_pattern(source, where)
         optional(source, "skip_unmatched", bool, where, False)
+
+
+def is_inside(path: str) -> bool:
+    """Whether a path inside an archive stays under the archive's root: relative, with no ``..`` part."""
+    pure = PurePosixPath(path)
+    return not pure.is_absolute() and ".." not in pure.parts
+
+
+def check_member(member: str, where: str) -> None:
+    """A wheel ``member`` must name a path inside the wheel (``pkg/data/x.csv``), never one outside it."""
+    if not is_inside(member):
+        raise PipelineError(f"params.yaml: {where}.member must be a path inside the wheel, got {member!r}")
 
 
 def _format(source: dict[str, Any], kind: str, where: str) -> str | None:

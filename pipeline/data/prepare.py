@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline.store.atomic import atomic_dir
 from pipeline.errors import PipelineError
-from pipeline.data.sources import describe_source, load_raw_table
+from pipeline.data.sources import SKIPPED_LINES, describe_source, load_raw_table
 from pipeline.config.tasks import KEY_SEP, PAIR_LABELS, TaskSpec
 from pipeline.data.prepared import DATASET_DIR, INFO_FILE, TaskInfo
 
@@ -32,18 +32,25 @@ def prepare_task(spec: TaskSpec, out_dir: Path, seed: int, root: Path) -> TaskIn
     never changes dev or test.  An existing ``out_dir`` is only replaced once the new one is complete.
     """
     raw, digest = load_raw_table(spec.source, f"{spec.where}.source", root)
+    where_file = describe_source(spec.source, root)
+    # Only when lines were skipped, so task.json stays as it was for every other source.
+    dropped = {"unmatched_lines": raw.attrs[SKIPPED_LINES]} if raw.attrs.get(SKIPPED_LINES) else {}
     if spec.negative_pairs:
-        raw = _with_negative_pairs(raw, spec, seed, describe_source(spec.source, root))
-    examples = to_examples(spec, raw, describe_source(spec.source, root))
-    dropped = {"other_labels": len(raw) - len(examples)}
-    empty = examples["key"].map(lambda key: "" in key.split(KEY_SEP))
+        raw = _with_negative_pairs(raw, spec, seed, where_file)
+    examples = to_examples(spec, raw, where_file)
+    dropped["other_labels"] = len(raw) - len(examples)
+    # astype(bool): on no rows, map gives an object Series, which indexing would take for column names.
+    empty = examples["key"].map(lambda key: "" in key.split(KEY_SEP)).astype(bool)
     dropped["empty"] = int(empty.sum())
     examples = examples[~empty]
     duplicate = examples["key"].duplicated(keep="first")
     dropped["duplicates"] = int(duplicate.sum())
     examples = examples[~duplicate]
 
-    _check_labels_occur(examples, spec, describe_source(spec.source, root))
+    if examples.empty:
+        counts = ", ".join(f"{count} {reason}" for reason, count in dropped.items() if count)
+        raise PipelineError(f"{where_file}: no usable rows: all {len(raw)} were left out ({counts})")
+    _check_labels_occur(examples, spec, where_file)
     if spec.balance:
         balanced = _balanced(examples, seed)
         dropped["balance"] = len(examples) - len(balanced)
@@ -179,16 +186,17 @@ def to_examples(spec: TaskSpec, df: pd.DataFrame, where_file: str) -> pd.DataFra
     """Prompted examples: columns ``input`` (filled template), ``label`` (index into labels), ``key`` (dedup).
 
     Rows whose raw label is in ``drop_labels`` (or equals the binarize threshold) are left out, so
-    ``len(df) - len(result)`` is the number dropped for their label.  Empty texts are kept (callers count them).
+    ``len(df) - len(result)`` is the number dropped for their label.  Empty texts are kept (callers count them),
+    unless a text column is empty in every row.
+
+    Raw labels match ``label_words``, ``drop_labels`` and ``relabel`` with surrounding whitespace ignored and case
+    kept; a number written as a float (``1.0``, as parquet or JSON give integer labels with a missing value) matches
+    the integer label (``1``).
     """
-    wanted = [spec.text_column, spec.label_column] + ([spec.text_b_column] if spec.text_b_column else [])
-    for column in wanted:
-        if column not in df.columns:
-            known = ", ".join(map(str, df.columns[:20]))
-            raise PipelineError(
-                f"{where_file}: no column {column!r} (params.yaml: {spec.where}.columns; file has {known})"
-            )
-    raw = df[spec.label_column].fillna("").astype(str).str.strip()
+    for key, column in (("text", spec.text_column), ("label", spec.label_column), ("text_b", spec.text_b_column)):
+        if column is not None and column not in df.columns:
+            raise PipelineError(f"{where_file}: {_missing_column(column, df, f'{spec.where}.columns.{key}')}")
+    raw = _as_known_numbers(df[spec.label_column].fillna("").astype(str).str.strip(), spec)
     keep = ~raw.isin(spec.drop_labels)
     raw = raw.replace(spec.relabel) if spec.relabel else raw
     if spec.binarize:
@@ -196,14 +204,12 @@ def to_examples(spec: TaskSpec, df: pd.DataFrame, where_file: str) -> pd.DataFra
     index = {label: position for position, label in enumerate(spec.labels)}
     unknown = sorted(set(raw[keep]) - set(index))
     if unknown:
-        shown = ", ".join(repr(label) for label in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise PipelineError(
-            f"{where_file}: label {shown} in column {spec.label_column!r} is not in params.yaml:"
-            f" {spec.where}.label_words ({', '.join(spec.labels)}) nor in {spec.where}.drop_labels"
-        )
+        raise PipelineError(f"{where_file}: {_unknown_labels(unknown, raw[keep], spec)}")
     texts = _texts(spec, df.loc[keep, spec.text_column])
+    _check_not_all_empty(texts, spec.text_column, f"{spec.where}.columns.text", where_file)
     if spec.text_b_column:
         texts_b = _texts(spec, df.loc[keep, spec.text_b_column])
+        _check_not_all_empty(texts_b, spec.text_b_column, f"{spec.where}.columns.text_b", where_file)
         inputs = [spec.template.format(text=a, text_b=b) for a, b in zip(texts, texts_b, strict=True)]
         key = texts + KEY_SEP + texts_b
     else:
@@ -213,6 +219,62 @@ def to_examples(spec: TaskSpec, df: pd.DataFrame, where_file: str) -> pd.DataFra
         {"input": inputs, "label": raw[keep].map(index).astype("int64").to_numpy(), "key": key.to_numpy()}
     )
 
+def _missing_column(column: str, df: pd.DataFrame, key: str) -> str:
+    """Why ``column`` is not found; a column that differs only in case or surrounding spaces is named."""
+    close = [str(name) for name in df.columns if str(name).strip().casefold() == column.strip().casefold()]
+    if close:
+        return f"no column {column!r}, but there is {close[0]!r} (names match exactly); set params.yaml: {key}"
+    known = ", ".join(repr(str(name)) for name in df.columns[:20])
+    return f"no column {column!r} (params.yaml: {key}; the file has {known})"
+
+
+def _as_known_numbers(raw: pd.Series, spec: TaskSpec) -> pd.Series:
+    """``1.0`` as ``1`` where ``1`` is a label the spec names and ``1.0`` is not (floats for integer labels)."""
+    known = set(spec.labels) | spec.drop_labels | set(spec.relabel)
+    renames = {}
+    for value in set(raw) - known:
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if number.is_integer() and str(int(number)) in known:
+            renames[value] = str(int(number))
+    return raw.replace(renames) if renames else raw
+
+
+def _unknown_labels(unknown: list[str], labels: pd.Series, spec: TaskSpec) -> str:
+    """The error for labels outside label_words and drop_labels, with what to set for the usual causes."""
+    column = spec.label_column
+    if "" in unknown:
+        empty = labels == ""
+        first = int(empty.to_numpy().argmax()) + 1
+        return (
+            f"{int(empty.sum())} rows have no label in column {column!r} (the first is data row {first}); add \"\" to"
+            f" params.yaml: {spec.where}.drop_labels to leave them out"
+        )
+    # Case is kept (two labels may differ only in case); a near miss says which key maps it.
+    for names, key in ((spec.labels, "label_words"), (spec.drop_labels, "drop_labels")):
+        folded = {name.casefold(): name for name in names}
+        close = next((label for label in unknown if label.casefold() in folded), None)
+        if close is not None:
+            target = folded[close.casefold()]
+            fix = f"relabel: {{{close}: {target}}}" if key == "label_words" else f"drop_labels: [{target}, {close}]"
+            return (
+                f"label {close!r} in column {column!r} is not in params.yaml: {spec.where}.{key}, but {target!r} is"
+                f" (labels match case-sensitively); set {spec.where}.{fix}"
+            )
+    shown = ", ".join(repr(label) for label in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+    return (
+        f"label {shown} in column {column!r} is not in params.yaml: {spec.where}.label_words"
+        f" ({', '.join(spec.labels)}) nor in {spec.where}.drop_labels"
+    )
+
+
+def _check_not_all_empty(texts: pd.Series, column: str, key: str, where_file: str) -> None:
+    if len(texts) and not texts.astype(bool).any():
+        raise PipelineError(f"{where_file}: column {column!r} is empty in all {len(texts)} rows (params.yaml: {key})")
+
+
 def _binarized(spec: TaskSpec, raw: pd.Series, keep: pd.Series, where_file: str) -> tuple[pd.Series, pd.Series]:
     assert spec.binarize is not None
     values = pd.to_numeric(raw.where(keep, "0"), errors="coerce")
@@ -221,6 +283,7 @@ def _binarized(spec: TaskSpec, raw: pd.Series, keep: pd.Series, where_file: str)
         raise PipelineError(
             f"{where_file}: column {spec.label_column!r} has non-numeric value {raw[bad].iloc[0]!r}"
             f" (data row {bad.to_numpy().argmax() + 1}); params.yaml: {spec.where}.binarize needs numbers"
+            f" (or list the value in {spec.where}.drop_labels to leave such rows out)"
         )
     threshold = spec.binarize.threshold
     labels = pd.Series(spec.binarize.above, index=raw.index).where(values > threshold, spec.binarize.below)

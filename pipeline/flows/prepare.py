@@ -17,4 +17,8 @@ def run(params: Params, task: str) -> str:
     out_dir = prepared_dir(task)
     info = prepare_task(params.tasks[task], out_dir, params.seed, root=Path.cwd())
     sizes = "/".join(str(info.sizes[split]) for split in ("train", "dev", "test"))
-    return f"{task}: {sizes} train/dev/test examples, {info.num_labels} labels -> {out_dir}"
+    # Rows left out are said on the same line, so a source that loses most of its rows never does so silently.
+    left_out = ", ".join(f"{count} {reason}" for reason, count in info.dropped.items() if count)
+    return f"{task}: {sizes} train/dev/test examples, {info.num_labels} labels -> {out_dir}" + (
+        f"; rows left out: {left_out}" if left_out else ""
+    )

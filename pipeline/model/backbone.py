@@ -366,6 +366,6 @@ def load_backbone(folder: Path, device: torch.device | str = "cpu", dtype: torch
     info = BackboneInfo(**json.loads(info_path.read_text(encoding="utf-8")))
     auto = AutoModelForCausalLM if info.kind == "causal" else AutoModelForSeq2SeqLM
     # trust_remote_code stays off: only architectures that transformers ships are loaded.
-    model = auto.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+    model = auto.from_pretrained(folder, dtype=dtype, trust_remote_code=False, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return Backbone(model.to(device), tokenizer, info)

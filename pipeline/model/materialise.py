@@ -49,8 +49,13 @@ def _load(kind: str, location: str | Path, extra: dict[str, str], key: str) -> t
     auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
     try:
         # trust_remote_code stays off: only architectures that transformers ships are loaded, never Hub code.
+        # use_safetensors: a model with only pickled weights (pytorch_model.bin) is refused, never unpickled (a
+        # GGUF file is neither, and transformers reads it on its own path).
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False, **extra)
-        model = auto.from_pretrained(location, dtype=torch.float32, trust_remote_code=False, **extra)
+        safetensors_only = {} if "gguf_file" in extra else {"use_safetensors": True}
+        model = auto.from_pretrained(
+            location, dtype=torch.float32, trust_remote_code=False, **safetensors_only, **extra
+        )
     except (OSError, ValueError) as exc:  # not found, offline, no access, or not a model of this kind
         reason = one_line(exc)
         raise PipelineError(f"params.yaml: {key}: cannot load {location} as a {kind} model ({reason})") from None

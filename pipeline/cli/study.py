@@ -140,9 +140,15 @@ def run_study(study_file: Path, root: Path, only: tuple[str, ...] = (), log=prin
             continue
         params = with_overrides(base_params, phase.overrides)
         try:
-            Params.from_dict(params)
+            checked = Params.from_dict(params)
         except PipelineError as exc:
             raise PipelineError(f"{study_file}: phase {phase.name}: {exc}") from exc
+        unknown = sorted({stage.split("@")[1].rsplit("-", 2)[0] for stage in phase.stages} - set(checked.target_tasks))
+        if unknown:
+            raise PipelineError(
+                f"{study_file}: phase {phase.name} runs {unknown[0]!r}, which is not in target_tasks "
+                f"({', '.join(checked.target_tasks)}); add it to base.target_tasks"
+            )
         out = study.out / phase.name
         done = out / PHASE_FILE
         if done.is_file() and json.loads(done.read_text())["set"] == phase.record(commit)["set"] and \

@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C is how a long `study` is stopped: a line, not a traceback
+        print(f"interrupted: python -m pipeline {args.command} (run it again to resume)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -204,3 +204,16 @@ def test_a_phase_running_a_target_outside_target_tasks_is_refused_before_any_wor
     monkeypatch.setattr(study_module, "_run_phase", lambda *args: pytest.fail("a phase ran"))
     with pytest.raises(PipelineError, match="phase p runs 'amazon_sentiment', which is not in target_tasks"):
         study_module.run_study(path, tmp_path)
+
+
+def test_ctrl_c_during_a_command_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    import pipeline.cli.study as study_module
+    from pipeline.__main__ import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "run_study", interrupted)
+    assert main(["study", str(tmp_path / "study.yaml")]) == 130
+    err = capsys.readouterr().err
+    assert err == "interrupted: python -m pipeline study (run it again to resume)\n"

@@ -39,6 +39,7 @@ class Phase:
     name: str
     overrides: dict[str, Any]  # base and phase ``set``, dotted keys
     stages: tuple[str, ...]  # adapt@ stages in run order
+    targets: tuple[str, ...] = ()  # the targets its run blocks name
 
     def record(self, commit: str) -> dict[str, Any]:
         return {"phase": self.name, "commit": commit, "set": self.overrides, "stages": list(self.stages)}
@@ -81,7 +82,7 @@ def load_study(path: Path, root: Path) -> Study:
         # The report reads every (target, method, seed) of adapt.methods x seeds: the phase's own runs.
         derived = {"adapt.methods": _union(runs, "methods"), "seeds": sorted(set(_union(runs, "seeds")))}
         overrides = {**base, **(entry.get("set") or {}), **derived}
-        phases.append(Phase(phase_name, overrides, stages))
+        phases.append(Phase(phase_name, overrides, stages, tuple(_union(runs, "targets"))))
     if not phases:
         raise PipelineError(f"{path}: phases is empty; a study runs at least one phase")
     return Study(name, root / _text(spec, "out", path), root / ".study" / name, tuple(phases))
@@ -143,7 +144,7 @@ def run_study(study_file: Path, root: Path, only: tuple[str, ...] = (), log=prin
             checked = Params.from_dict(params)
         except PipelineError as exc:
             raise PipelineError(f"{study_file}: phase {phase.name}: {exc}") from exc
-        unknown = sorted({stage.split("@")[1].rsplit("-", 2)[0] for stage in phase.stages} - set(checked.target_tasks))
+        unknown = sorted(set(phase.targets) - set(checked.target_tasks))
         if unknown:
             raise PipelineError(
                 f"{study_file}: phase {phase.name} runs {unknown[0]!r}, which is not in target_tasks "
@@ -151,8 +152,8 @@ def run_study(study_file: Path, root: Path, only: tuple[str, ...] = (), log=prin
             )
         out = study.out / phase.name
         done = out / PHASE_FILE
-        if done.is_file() and json.loads(done.read_text())["set"] == phase.record(commit)["set"] and \
-                json.loads(done.read_text())["commit"] == commit:
+        record = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
+        if record.get("set") == phase.overrides and record.get("commit") == commit:
             log(f"phase {phase.name}: done at {commit[:9]} ({done}), skipped")
             continue
         _run_phase(study, phase, params, commit, log)

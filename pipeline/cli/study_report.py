@@ -241,6 +241,7 @@ def write_study_report(study_file: Path, root: Path) -> Path:
     phases, missing = read_phases(study.out, [p.name for p in study.phases])
     commits = sorted({p.record["commit"][:9] for p in phases})
     hours = sum(p.record.get("seconds", 0) for p in phases) / 3600
+    base_keys = _base_keys(study)
     lines = [
         f"# Study `{study.name}`",
         "",
@@ -258,14 +259,14 @@ def write_study_report(study_file: Path, root: Path) -> Path:
         "",
         "## Each method at its best learning rate and init, picked on dev (item 5)",
         "",
-        *tuned_section(phases, _base_keys(study)),
+        *tuned_section(phases, base_keys),
         "",
         "## Sources and targets",
         "",
         *sources_section(phases),
     ]
     for phase in phases:
-        setting = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in phase.setting.items() if k not in _base_keys(study))
+        setting = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in phase.setting.items() if k not in base_keys)
         lines += ["", f"## Phase {phase.name}" + (f" ({setting})" if setting else ""), ""]
         reference = reference_phase(phase, phases)
         if BASELINE in phase.methods or reference is None or reference is phase:

@@ -87,6 +87,7 @@ def make_repo(root: Path, backbone: dict, tasks: dict, sources: list[str], targe
             shutil.copy(source, repo / item)
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["backbone"] = {"dtype": "auto", **backbone}  # the stages track backbone.dtype, so it must be there
+    params["numerics"]["threads"] = 1  # one thread per stage, as the suite runs (two pytest workers on two cores)
     params["model"] = {"prompt_length": 4, "max_length": 16, "batch_size": 4, "eval_batch_size": 8}
     for section in ("source", "distill", "adapt"):
         params[section]["steps"], params[section]["warmup_steps"] = 3, 1

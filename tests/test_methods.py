@@ -283,13 +283,14 @@ def test_the_data_stage_keeps_markers_in_the_template():
 
 def test_runs_without_a_single_prompt_are_refused_by_export_and_predict(tmp_path):
     from pipeline.cli.artifact import load_prompt_artifact
+    from pipeline.config.params import NumericsSettings
     from pipeline.flows.runs import artifact_meta, task_meta
     from tiny_runs import TASK, save_backbone_folder, save_task_info
 
     backbone = save_backbone_folder(tmp_path / "backbone")
     save_task_info(tmp_path / "prepared")
     task = TaskData(info=TASK, labels=backbone.label_words(TASK.label_words, "test"))
-    meta = artifact_meta(backbone, MODEL, method="attempt", **task_meta(task))
+    meta = artifact_meta(backbone, MODEL, NumericsSettings(), method="attempt", **task_meta(task))
     save_tensors(tmp_path / "run" / "params.safetensors", {"target": torch.zeros(L, D)}, meta)
     with pytest.raises(PipelineError, match="method 'attempt' leaves no single \\(l, d\\) prompt"):
         load_prompt_artifact(tmp_path / "run", tmp_path / "backbone", tmp_path / "prepared")

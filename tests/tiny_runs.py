@@ -17,7 +17,7 @@ from pipeline.data.batching import TaskData
 from pipeline.data.prepared import INFO_FILE as TASK_INFO_FILE
 from pipeline.data.prepared import TaskInfo
 from pipeline.flows.runs import artifact_meta, task_meta
-from pipeline.config.params import ModelSettings
+from pipeline.config.params import ModelSettings, NumericsSettings
 from tiny import save_tiny_backbone, tiny_tokenizer
 
 LENGTH = 4  # prompt length l of every test run
@@ -73,7 +73,7 @@ def save_run(
     task = TaskData(info=TASK, labels=backbone.label_words(TASK.label_words, "test"))
     extra = {"method": method} if method else {}
     path = Path(run_dir) / ("params.safetensors" if method else "prompt.safetensors")
-    meta = artifact_meta(backbone, tiny_settings(prompt.shape[0]), **extra, **task_meta(task))
+    meta = artifact_meta(backbone, tiny_settings(prompt.shape[0]), NumericsSettings(), **extra, **task_meta(task))
     save_tensors(path, {**(tensors or {}), "prompt": prompt}, meta)
     return path
 
@@ -89,7 +89,7 @@ def save_distill(
     """``results/distill/shared.safetensors`` as the distill stage writes it: P, U, V and each factor's task."""
     names = [task.name for task in tasks]
     meta = artifact_meta(
-        backbone, tiny_settings(shared.shape[0]), rank=u.shape[-1], source_tasks=names, factor_tasks=names,
+        backbone, tiny_settings(shared.shape[0]), NumericsSettings(), rank=u.shape[-1], source_tasks=names, factor_tasks=names,
         label_words={task.name: task.label_words for task in tasks},
     )
     save_tensors(Path(folder) / "shared.safetensors", {"shared": shared, "u": u, "v": v}, meta)

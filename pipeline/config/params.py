@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.config.load import optional, positive, require, section
+from pipeline.config.load import check_keys, optional, positive, require, section
 
 NUMBER = (int, float)
 
@@ -199,6 +199,42 @@ class DevSettings:
         return cls(eval_every=every, select=select)
 
 
+CPU_MATH = ("native", "portable")
+
+
+@dataclass(frozen=True)
+class NumericsSettings:
+    """How the training stages compute (params ``numerics``): with the data, the seeds and the other params, these
+    fix a trained artifact's bytes, so the environment a stage runs in (OMP_NUM_THREADS, MKL_CBWR, ...) cannot
+    change them. pipeline.model.numerics applies them at the start of a training stage."""
+
+    # Intra-op CPU threads. Not a speed knob only: parallel kernels split their work by thread count (torch's
+    # reductions to one value, MKL calls from per-thread buffers in CPU attention), so it changes the rounding.
+    threads: int = 2  # the count the README's figures were measured with (a 2-core machine)
+    # native: MKL's reproducible (CNR) mode on the branch it picks for this CPU, torch's kernels for this CPU: the
+    # same bytes on machines with the same CPU type. portable: MKL's COMPATIBLE branch and torch's AVX2 kernels on
+    # every x86-64 CPU: the same bytes on any x86-64 CPU with AVX2 (Intel or AMD), at ~3x the matmul time.
+    cpu_math: str = "native"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> NumericsSettings:
+        node, defaults = params.get("numerics", {}), cls()
+        if not isinstance(node, dict):
+            raise PipelineError("params.yaml: numerics must be a mapping with keys threads, cpu_math")
+        check_keys(node, cls.__dataclass_fields__, "numerics")
+        threads = positive(node, "threads", int, "numerics") if "threads" in node else defaults.threads
+        cpu_math = optional(node, "cpu_math", str, "numerics", defaults.cpu_math)
+        if cpu_math not in CPU_MATH:
+            raise PipelineError(
+                f"params.yaml: numerics.cpu_math must be one of {', '.join(CPU_MATH)}, got {cpu_math!r}"
+            )
+        return cls(threads=threads, cpu_math=cpu_math)
+
+    def record(self) -> dict[str, Any]:
+        """What an artifact records of them (its metadata) and a checkpoint is valid for."""
+        return {"threads": self.threads, "cpu_math": self.cpu_math}
+
+
 # What each stage reads from params.yaml: the one list behind dvc.yaml's `params:` (tests/test_dvc_yaml.py keeps
 # them equal), the params dvclive logs and the params a checkpoint is valid for. ``{task}`` is the stage's own
 # task (data@, source@) or target (adapt@). adapt@'s seed comes on its command line (the matrix), so adding a seed
@@ -207,10 +243,11 @@ TRACKED: dict[str, tuple[str, ...]] = {
     # Not backbone.dtype: the backbone stage always writes fp32; the training stages cast on load.
     "backbone": ("backbone.name", "backbone.kind", "backbone.source"),
     "data": ("seed", "tasks.{task}"),
-    "source": ("seed", "backbone.dtype", "model", "source", "source_teachers"),
-    "distill": ("seed", "backbone.dtype", "model", "distill", "source_tasks", "distill_from"),
+    # The training stages: numerics too (threads, math path), which stage_main applies to each of them.
+    "source": ("seed", "backbone.dtype", "numerics", "model", "source", "source_teachers"),
+    "distill": ("seed", "backbone.dtype", "numerics", "model", "distill", "source_tasks", "distill_from"),
     "adapt": (
-        "backbone.dtype", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
+        "backbone.dtype", "numerics", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
         "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon", "adapt.pt_init", "adapt.rank",
         "adapt.eval_every", "adapt.select", "tasks.{task}",
     ),

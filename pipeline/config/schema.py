@@ -13,15 +13,15 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.config.load import PARAMS_FILE, check_keys, positive, read_params, require, section
 from pipeline.config.params import (
-    DevSettings, DistillSettings, MethodSettings, ModelSettings, StepSettings, freeze_shared, seed_of, seeds_of,
-    task_names,
+    DevSettings, DistillSettings, MethodSettings, ModelSettings, NumericsSettings, StepSettings, freeze_shared,
+    seed_of, seeds_of, task_names,
 )
 from pipeline.config.sources import check_member
 from pipeline.config.tasks import TaskSpec
 
 TOP_LEVEL_KEYS = (
     "seed", "seeds", "backbone", "model", "source", "distill", "adapt", "source_tasks", "target_tasks", "tasks",
-    "checkpoint_every", "source_teachers", "distill_from",
+    "checkpoint_every", "source_teachers", "distill_from", "numerics",
 )
 # The keys each section may hold: a key outside them is a typo that would otherwise be silently ignored.
 MODEL_KEYS = tuple(ModelSettings.__dataclass_fields__)
@@ -60,6 +60,7 @@ class Params:
     seeds: tuple[int, ...]
     checkpoint_every: int
     backbone: dict[str, Any]
+    numerics: NumericsSettings  # threads and math path of the training stages (pipeline.model.numerics)
     model: ModelSettings
     source: StepSettings
     teacher_examples: int
@@ -86,6 +87,7 @@ class Params:
             seeds=tuple(seeds_of(params)),
             checkpoint_every=params.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY),
             backbone=section(params, "backbone"),
+            numerics=NumericsSettings.from_params(params),
             model=ModelSettings.from_params(params),
             source=StepSettings.from_params(params, "source"),
             teacher_examples=section(params, "source.teacher_examples"),
@@ -122,6 +124,7 @@ def validate(params: dict[str, Any]) -> None:
     if "checkpoint_every" in params:
         positive(params, "checkpoint_every", int, "params")
     check_backbone_spec(section(params, "backbone"))
+    _check_numerics(params)
     for name, keys in SECTION_KEYS.items():
         node = section(params, name)
         if not isinstance(node, dict):
@@ -233,3 +236,15 @@ def _check_methods(adapt: dict[str, Any]) -> None:
             raise PipelineError(f"params.yaml: adapt.methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if len(set(methods)) != len(methods):
         raise PipelineError("params.yaml: adapt.methods lists a method twice")
+
+
+def _check_numerics(params: dict[str, Any]) -> None:
+    numerics = NumericsSettings.from_params(params)
+    dtype = section(params, "backbone").get("dtype", "auto")
+    # A bf16 matmul on CPU runs through oneDNN on a path of the CPU's own (AMX, AVX512-BF16 or emulated), which no
+    # setting makes the same everywhere; `auto` stays float32 under portable (pipeline.model.precision).
+    if numerics.cpu_math == "portable" and dtype == "bfloat16":
+        raise PipelineError(
+            "params.yaml: numerics.cpu_math: portable computes in float32 on every CPU; "
+            "set backbone.dtype to float32 or auto, or numerics.cpu_math to native"
+        )

@@ -60,7 +60,7 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
                    "train_examples": len(shot.splits["train"]), **trained.summary(), **built.extras}
         summary["majority_rate"] = trained.metrics["test"]["majority_rate"]
         summary["template_accuracy"] = template
-        meta = artifact_meta(backbone, model, method=method, seed=seed, k=k, **task_meta(task))
+        meta = artifact_meta(backbone, model, params.numerics, method=method, seed=seed, k=k, **task_meta(task))
         runs[k_label(k)] = FinishedRun({"params": built.module.export()}, meta, summary, trained.result)
         resumes.append(resume)  # kept until every k is written: a killed stage resumes the finished k's at once
     out = stage_dir(target, method, seed)

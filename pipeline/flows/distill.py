@@ -48,7 +48,7 @@ def run(params: Params) -> str:
     # factor_tasks: the task of each factor, in order (PEFT's task ids). label_words: what each source task's scores
     # were made with, so an export can refuse a task whose verbalizer changed since.
     meta = artifact_meta(
-        backbone, model, rank=int(student.u.shape[-1]), source_tasks=names, factor_tasks=factor_tasks,
+        backbone, model, params.numerics, rank=int(student.u.shape[-1]), source_tasks=names, factor_tasks=factor_tasks,
         label_words={task.name: task.info.label_words for task in tasks}, **provenance,
     )
     metrics = {

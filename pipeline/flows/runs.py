@@ -15,7 +15,7 @@ from pipeline.store.atomic import atomic_dir, write_json
 from pipeline.model.backbone import Backbone, load_backbone
 from pipeline.model.precision import dtype_name, dtype_setting, resolve_dtype
 from pipeline.data.batching import TaskData, load_task
-from pipeline.config.params import ModelSettings
+from pipeline.config.params import ModelSettings, NumericsSettings
 from pipeline.config.schema import Params
 from pipeline.layout import BACKBONE_DIR, CHECKPOINT_ROOT, prepared_dir
 from pipeline.store.tracking import log_run, read_sections
@@ -38,21 +38,25 @@ def open_backbone(params: Params) -> Backbone:
     (torchrun, accelerate launch) the GPU of this process's local rank, where accelerate puts the prompt too.
     Its weights get ``backbone.dtype`` as resolved for that device (:mod:`pipeline.model.precision`)."""
     device = PartialState().device
-    return load_backbone(BACKBONE_DIR, device, resolve_dtype(dtype_setting(params.raw), device))
+    portable = params.numerics.cpu_math == "portable"
+    return load_backbone(BACKBONE_DIR, device, resolve_dtype(dtype_setting(params.raw), device, portable))
 
 
 def open_task(backbone: Backbone, name: str, model: ModelSettings) -> TaskData:
     return load_task(backbone, prepared_dir(name), model.max_length)
 
 
-def artifact_meta(backbone: Backbone, model: ModelSettings, **extra: Any) -> dict[str, Any]:
-    """What an artifact needs to be used safely: the backbone and tokenizer it was made with, the prompt shape."""
+def artifact_meta(backbone: Backbone, model: ModelSettings, numerics: NumericsSettings, **extra: Any) -> dict[str, Any]:
+    """What an artifact needs to be used safely: the backbone and tokenizer it was made with, the prompt shape; and
+    what its bytes follow besides its inputs: the dtype, the threads and the CPU math path."""
     return {
         "backbone": backbone.info.fingerprint,
         "backbone_name": backbone.info.name,
         "hidden_size": backbone.info.hidden_size,
         "prompt_length": model.prompt_length,
         "backbone_dtype": dtype_name(backbone.dtype),  # the dtype its scores (and teacher outputs) were computed in
+        # params numerics as given, never what this machine resolved them to: the bytes must not name the machine
+        "numerics": numerics.record(),
         **extra,
     }
 

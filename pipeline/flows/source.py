@@ -39,7 +39,7 @@ def run(params: Params, name: str) -> str:
     teacher = teacher_outputs(
         backbone, module.weight.detach(), task, params.teacher_examples, model.eval_batch_size, stage
     )
-    meta = artifact_meta(backbone, model, **task_meta(task))
+    meta = artifact_meta(backbone, model, params.numerics, **task_meta(task))
     out = source_dir(name)
     tensors = {"prompt": module.export(), "teacher": teacher}
     metrics = {"task": name, **trained.summary()}

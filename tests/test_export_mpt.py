@@ -36,7 +36,7 @@ def factors(tasks: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     return u, v
 
 
-@pytest.fixture(params=["causal", "seq2seq"])
+@pytest.fixture(params=["causal", "gemma3", "seq2seq"])  # gemma3: embeddings scaled by sqrt(d)
 def distilled(request, tmp_path):
     """(backbone, backbone folder, student, exported adapter folder): a distill output of both tasks, exported."""
     backbone = save_backbone_folder(tmp_path / "backbone", request.param)

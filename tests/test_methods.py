@@ -23,23 +23,26 @@ from pipeline.config.tasks import TaskSpec
 from pipeline.training.loop import TrainConfig
 from pipeline.data.prepare import to_examples
 from test_train import MODEL, STEPS, toy_task
-from tiny import tiny_backbone
+from tiny import GEMMA3_HEAD_DIM, GEMMA3_KV_HEADS, GEMMA3_LAYERS, tiny_backbone
 
 L, D = MODEL.prompt_length, 32  # the tiny backbones' hidden size
 LAYERS, KV_HEADS, HEAD_DIM = 2, 2, 8  # tiny Llama: 4 query heads share 2 key/value heads of size 8
+# Per tiny causal backbone: (layers, key/value heads, head size); Gemma-3's head size is not hidden / heads.
+KV_SHAPES = {"causal": (LAYERS, KV_HEADS, HEAD_DIM), "gemma3": (GEMMA3_LAYERS, GEMMA3_KV_HEADS, GEMMA3_HEAD_DIM)}
 SOURCES = ("a", "b")
 SEQ2SEQ_REFUSED = {"prefix", "cpt"}
 
 
-def trainable_count(method: str, extras: dict) -> int:
+def trainable_count(method: str, extras: dict, kind: str = "causal") -> int:
     """The exact trainable parameter count of each method, from its formula."""
+    layers, kv_heads, head_dim = KV_SHAPES.get(kind, KV_SHAPES["causal"])
     return {
         "pt": L * D,
         "spot": L * D,
         "mpt": L + D,  # rank one: U (l, 1) and V (1, d)
         "mpt_full": L * D + L + D,
         "attempt": L * D + 2 * D * HIDDEN + 2 * D,  # target prompt, W_down and W_up, LayerNorm
-        "prefix": L * LAYERS * 2 * KV_HEADS * HEAD_DIM,
+        "prefix": L * layers * 2 * kv_heads * head_dim,
         "ptuning": L * D + 3 * D * D + 3 * D,  # input embeddings + MLP d -> d -> d -> d
         "cpt": extras.get("cpt_tokens", 0) * D,
     }[method]
@@ -66,14 +69,15 @@ def loss_on_batch(backbone, module, task) -> torch.Tensor:
     return task_loss(backbone(module(batch), batch.input_ids, batch.attention_mask, task.labels).logits, batch.labels)
 
 
+@pytest.mark.parametrize("kind", ["causal", "gemma3"])
 @pytest.mark.parametrize("method", list(TARGET_METHODS))
-def test_exact_trainable_set_and_count(method, tmp_path):
-    backbone = tiny_backbone("causal")
+def test_exact_trainable_set_and_count(method, kind, tmp_path):
+    backbone = tiny_backbone(kind)
     ctx = context(backbone, tmp_path)
     module, groups, extras = build(method, ctx)
     trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in trainable.values()}  # all optimised
-    assert sum(p.numel() for p in trainable.values()) == trainable_count(method, dict(extras))
+    assert sum(p.numel() for p in trainable.values()) == trainable_count(method, dict(extras), kind)
     start = {name: tensor.clone() for name, tensor in module.state_dict().items()}
     loss_on_batch(backbone, module, ctx.task).backward()
     for name, p in trainable.items():
@@ -99,7 +103,7 @@ def _source(folder, name) -> torch.Tensor:
     return load_file(str(folder / name / "prompt.safetensors"))["prompt"]
 
 
-@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("kind", ["causal", "gemma3", "seq2seq"])
 @pytest.mark.parametrize("method", list(TARGET_METHODS))
 def test_a_few_steps_reduce_the_loss_or_seq2seq_is_refused(method, kind, tmp_path):
     backbone = tiny_backbone(kind)
@@ -114,7 +118,7 @@ def test_a_few_steps_reduce_the_loss_or_seq2seq_is_refused(method, kind, tmp_pat
     run = fit_and_evaluate(backbone, module, ctx.task, MODEL, config, method)
     losses = [h["loss"] for h in run.result.history]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    assert run.trainable_params == trainable_count(method, dict(extras))
+    assert run.trainable_params == trainable_count(method, dict(extras), kind)
     assert all(torch.equal(before[k], v) for k, v in backbone.model.state_dict().items())
     assert set(run.metrics) == {"dev", "test"}
 
@@ -144,16 +148,19 @@ def test_attempt_prompts_depend_on_the_input_and_mix_k_plus_one_prompts(tmp_path
     assert torch.allclose(prompts[1], expected)
 
 
-def test_untrained_prefix_is_the_keys_and_values_of_its_sampled_tokens(tmp_path):
-    """Checks the cache layout end to end: the prefix acts exactly as the sampled tokens prepended as text."""
-    backbone = tiny_backbone("causal")
+@pytest.mark.parametrize("kind", ["causal", "gemma3"])
+def test_untrained_prefix_is_the_keys_and_values_of_its_sampled_tokens(kind, tmp_path):
+    """Checks the cache layout end to end: the prefix acts exactly as the sampled tokens prepended as text (on
+    Gemma-3 also past its sliding window: the prefix keeps all L positions of every layer)."""
+    backbone = tiny_backbone(kind)
     ctx = context(backbone, tmp_path)
     module, _, _ = build("prefix", ctx)
     batch = ctx.task.splits["dev"].batch(list(range(8)))
     tokens = backbone.input_embeddings(backbone.sample_vocab_ids(L, torch.Generator().manual_seed(0)))
+    layers, kv_heads, head_dim = KV_SHAPES[kind]
     with torch.no_grad():
         prompt = module(batch)
-        assert prompt.embeds.shape == (0, D) and prompt.prefix.shape == (LAYERS, 2, 8, KV_HEADS, L, HEAD_DIM)
+        assert prompt.embeds.shape == (0, D) and prompt.prefix.shape == (layers, 2, 8, kv_heads, L, head_dim)
         with_prefix = backbone(prompt, batch.input_ids, batch.attention_mask, ctx.task.labels).logits
         with_tokens = backbone(tokens, batch.input_ids, batch.attention_mask, ctx.task.labels).logits
         assert torch.allclose(with_prefix, with_tokens, atol=1e-5)
@@ -310,15 +317,17 @@ def test_every_method_records_a_dev_curve_and_is_scored_at_the_step_best_dev_sel
     assert run.metrics["dev"]["accuracy"] == pytest.approx(curve[run.selection["selected_step"]])
 
 
-def test_label_word_init_puts_each_label_embedding_first_and_keeps_the_vocab_rows_after(tmp_path):
-    backbone = tiny_backbone("causal")
+@pytest.mark.parametrize("kind", ["causal", "gemma3"])
+def test_label_word_init_puts_each_label_embedding_first_and_keeps_the_vocab_rows_after(kind, tmp_path):
+    backbone = tiny_backbone(kind)
     task = toy_task(backbone)
     vocab = build("pt", context(backbone, tmp_path, task=task)).module.weight.detach()
     labelled = build("pt", context(backbone, tmp_path, task=task, pt_init="label_words")).module.weight.detach()
-    embeddings = backbone.input_embeddings.weight.detach().float()
+    scale = 32**0.5 if kind == "gemma3" else 1.0  # Gemma's embedding module scales its rows by sqrt(d)
+    embeddings = backbone.input_embeddings.weight.detach().float() * scale
     classes = len(task.labels.token_ids)
     for row, ids in enumerate(task.labels.token_ids):
-        assert torch.allclose(labelled[row], embeddings[ids].mean(dim=0))
+        assert torch.allclose(labelled[row], embeddings[ids].mean(dim=0), rtol=1e-5)
     assert torch.equal(labelled[classes:], vocab[classes:])
     assert not torch.equal(labelled[:classes], vocab[:classes])
 

@@ -18,7 +18,7 @@ from pipeline.data.prepared import INFO_FILE as TASK_INFO_FILE
 from pipeline.data.prepared import TaskInfo
 from pipeline.flows.runs import artifact_meta, task_meta
 from pipeline.config.params import ModelSettings, NumericsSettings
-from tiny import save_tiny_backbone, tiny_tokenizer
+from tiny import BACKBONE_KIND, save_tiny_backbone, tiny_tokenizer
 
 LENGTH = 4  # prompt length l of every test run
 TASK = TaskInfo(
@@ -38,7 +38,8 @@ def save_backbone_folder(folder: Path, kind: str = "causal") -> Backbone:
     """A tiny backbone folder (weights, tokenizer, backbone.json) as the backbone stage writes it, loaded back."""
     save_tiny_backbone(folder, kind)
     info = BackboneInfo(
-        name=f"tiny-{kind}", kind=kind, hidden_size=32, vocab_size=len(tiny_tokenizer()), fingerprint=f"tiny-{kind}-fp"
+        name=f"tiny-{kind}", kind=BACKBONE_KIND[kind], hidden_size=32, vocab_size=len(tiny_tokenizer()),
+        fingerprint=f"tiny-{kind}-fp",
     )
     write_json(Path(folder) / INFO_FILE, info.to_dict())
     return load_backbone(folder)

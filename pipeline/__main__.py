@@ -128,12 +128,19 @@ def study_command(commands: Subparsers) -> None:
     parser.add_argument("study_file", type=Path, help="the study file (YAML)")
     parser.add_argument("--phase", action="extend", nargs="+", default=[], metavar="NAME",
                         help="run only these phases (default: all, in the file's order)")
+    parser.add_argument("--report-finished", action="store_true",
+                        help="train nothing: report a study that was stopped, its unfinished phase over the seeds "
+                        "at which all its runs finished (marked cut short; running the study again completes it)")
 
     def handle(args: argparse.Namespace) -> None:
-        from pipeline.cli.study import run_study
+        from pipeline.cli.study import report_finished, run_study
         from pipeline.cli.study_report import write_study_report
 
-        run_study(args.study_file, Path.cwd(), tuple(args.phase), log=lambda line: print(line, flush=True))
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        if args.report_finished:
+            report_finished(args.study_file, Path.cwd(), log=log)
+        else:
+            run_study(args.study_file, Path.cwd(), tuple(args.phase), log=log)
         print(f"study report -> {write_study_report(args.study_file, Path.cwd())}")
 
     parser.set_defaults(handler=handle)

@@ -217,3 +217,69 @@ def test_ctrl_c_during_a_command_is_one_line_and_status_130(tmp_path, monkeypatc
     assert main(["study", str(tmp_path / "study.yaml")]) == 130
     err = capsys.readouterr().err
     assert err == "interrupted: python -m pipeline study (run it again to resume)\n"
+
+
+def test_complete_seeds_are_those_where_every_run_of_the_seed_finished():
+    from pipeline.cli.study import complete_seeds
+
+    stages = planned_stages([{"targets": ["a", "b"], "methods": ["pt", "mpt"], "seeds": [0, 1, 2]}], "w")
+    assert complete_seeds(stages, set()) == [0, 1, 2]
+    assert complete_seeds(stages, {"adapt@b-mpt-1", "adapt@a-pt-2"}) == [0]
+    assert complete_seeds(stages, set(stages)) == []
+
+
+def test_a_study_cut_short_is_reported_over_its_finished_seeds_and_then_resumed(tmp_path, monkeypatch):
+    """--report-finished reports the first unfinished phase over the seeds whose runs all finished, marks it
+    cut short, puts the phase's own params back, and a later run of the study does not skip that phase."""
+    import json
+
+    import pipeline.cli.study as study_module
+
+    spec = {"name": "s", "out": "out", "base": {"target_tasks": TARGETS}, "phases": [
+        {"name": "k16", "run": [{"targets": TARGETS, "methods": ["pt", "mpt"], "seeds": [0, 1, 2]}]},
+        {"name": "later", "run": [{"targets": TARGETS, "methods": ["pt"], "seeds": [0]}]},
+    ]}
+    path = write(tmp_path, spec)
+    workspace = tmp_path / ".study" / "s"
+    (workspace / ".git").mkdir(parents=True)
+    params_text = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    monkeypatch.setattr(study_module, "_git", lambda cwd, *args: "abc123\n" if args[0] == "rev-parse" else params_text)
+    monkeypatch.setattr(study_module, "_stale_stages", lambda ws, stages: {"adapt@sms_spam-mpt-2"})
+    reported = {}
+
+    def report(study, phase, params, commit, log, extra):
+        reported.update(phase=phase.name, seeds=params["seeds"], extra=extra)
+        folder = study.out / phase.name
+        folder.mkdir(parents=True)
+        (folder / "phase.json").write_text(json.dumps({**phase.record(commit), **extra}))
+
+    monkeypatch.setattr(study_module, "_report_phase", report)
+    study_module.report_finished(path, tmp_path, log=lambda line: None)
+    assert reported["phase"] == "k16" and reported["seeds"] == [0, 1]
+    assert reported["extra"]["partial"] == {"seeds": [0, 1], "runs": 8, "planned": 12}
+    assert yaml.safe_load((workspace / "params.yaml").read_text())["seeds"] == [0, 1, 2]  # the phase's own again
+
+    ran = []
+    monkeypatch.setattr(study_module, "_workspace", lambda root, ws: "abc123")
+    monkeypatch.setattr(study_module, "_run_phase", lambda study, phase, *args: ran.append(phase.name))
+    study_module.run_study(path, tmp_path)
+    assert ran == ["k16", "later"]  # the cut-short phase is not taken for done
+
+
+def test_the_study_report_says_which_phase_was_cut_short(tmp_path):
+    import json
+
+    from pipeline.cli.study_report import write_study_report
+
+    spec = {"name": "s", "out": "out", "phases": [
+        {"name": "base", "run": [{"targets": ["a"], "methods": ["pt", "mpt"], "seeds": [0, 1, 2]}]}]}
+    path = write(tmp_path, spec)
+    folder = tmp_path / "out" / "base"
+    folder.mkdir(parents=True)
+    runs_frame([("a", "pt", "16", 0, 0.5, 0.4, 0.45), ("a", "mpt", "16", 0, 0.6, 0.5, 0.45)]).to_csv(
+        folder / "transfer.csv", index=False)
+    record = {"phase": "base", "commit": "abc1234def", "set": {}, "stages": [],
+              "partial": {"seeds": [0], "runs": 2, "planned": 6}}
+    (folder / "phase.json").write_text(json.dumps(record))
+    text = write_study_report(path, tmp_path).read_text()
+    assert "[base](base/transfer.md) (cut short: seeds 0 only, 2 of its 6 runs)" in text

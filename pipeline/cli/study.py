@@ -153,20 +153,84 @@ def run_study(study_file: Path, root: Path, only: tuple[str, ...] = (), log=prin
         out = study.out / phase.name
         done = out / PHASE_FILE
         record = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
-        if record.get("set") == phase.overrides and record.get("commit") == commit:
+        if record.get("set") == phase.overrides and record.get("commit") == commit and not record.get("partial"):
             log(f"phase {phase.name}: done at {commit[:9]} ({done}), skipped")
             continue
         _run_phase(study, phase, params, commit, log)
     return study.out
 
 
+def report_finished(study_file: Path, root: Path, log=print) -> Path:
+    """Report, without training, the runs a study cut short has finished: the first unfinished phase is reported
+    over the seeds at which every one of its targets and methods has finished (its phase.json says ``partial``,
+    and running the study again completes it); return the study's output folder."""
+    study = load_study(study_file, root)
+    if not (study.workspace / ".git").exists():
+        raise PipelineError(f"{study_file}: nothing to report: the study has not run ({study.workspace} is missing)")
+    commit = _git(study.workspace, "rev-parse", "HEAD").strip()
+    base_params = yaml.safe_load(_git(study.workspace, "show", "HEAD:params.yaml"))
+    for phase in study.phases:
+        done = study.out / phase.name / PHASE_FILE
+        record = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
+        if record.get("set") == phase.overrides and record.get("commit") == commit and not record.get("partial"):
+            continue
+        params = with_overrides(base_params, phase.overrides)
+        _write_params(study.workspace, params)
+        seeds = complete_seeds(phase.stages, _stale_stages(study.workspace, phase.stages))
+        if not seeds:
+            log(f"phase {phase.name}: no seed has all its runs finished yet; nothing to report")
+            break
+        runs = tuple(stage for stage in phase.stages if _seed_of(stage) in seeds)
+        partial = {"seeds": seeds, "runs": len(runs), "planned": len(phase.stages)}
+        try:
+            _report_phase(study, phase, with_overrides(params, {"seeds": seeds}), commit, log,
+                          {"partial": partial, "stages": list(runs)})
+        finally:
+            _write_params(study.workspace, params)  # the phase's own params again, so that the study resumes it
+        break
+    return study.out
+
+
+def _seed_of(stage: str) -> int:
+    return int(stage.rsplit("-", 1)[1])  # adapt@<target>-<method>-<seed>
+
+
+def complete_seeds(stages: tuple[str, ...], stale: set[str]) -> list[int]:
+    """The seeds at which none of ``stages`` is stale (every target and method of the seed finished)."""
+    seeds = sorted({_seed_of(stage) for stage in stages})
+    return [seed for seed in seeds if not any(_seed_of(s) == seed and s in stale for s in stages)]
+
+
+def _stale_stages(workspace: Path, stages: tuple[str, ...]) -> set[str]:
+    """Those of ``stages`` that are not up to date with the workspace's params (never run, cut short, or run with
+    other params), as ``dvc status`` says for the stages themselves."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *stages], cwd=workspace, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"dvc status failed in {workspace}: {result.stderr.strip().splitlines()[-1:]} "
+                            "(is the study still running? stop it first)")
+    return set(json.loads(result.stdout or "{}"))
+
+
+def _write_params(workspace: Path, params: dict[str, Any]) -> None:
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
 def _run_phase(study: Study, phase: Phase, params: dict[str, Any], commit: str, log) -> None:
     workspace = study.workspace
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    _write_params(workspace, params)
     started = time.time()
     for i, stage in enumerate(phase.stages, 1):
         log(f"phase {phase.name}: [{i}/{len(phase.stages)}] dvc repro {stage}")
         _dvc(workspace, "repro", stage)
+    _report_phase(study, phase, params, commit, log, {"seconds": round(time.time() - started, 1)})
+
+
+def _report_phase(study: Study, phase: Phase, params: dict[str, Any], commit: str, log, extra: dict[str, Any]) -> None:
+    """Run the workspace's report stage under ``params`` and copy it, with the phase's record, to out/<phase>/."""
+    workspace = study.workspace
+    _write_params(workspace, params)
     log(f"phase {phase.name}: report")
     _dvc(workspace, "repro", "--single-item", "report")
     out = study.out / phase.name
@@ -178,7 +242,7 @@ def _run_phase(study: Study, phase: Phase, params: dict[str, Any], commit: str, 
                        ("source_zero_step.csv", source_zero_step(workspace, params))):
         if rows:
             write_rows(tmp / name, rows)
-    record = {**phase.record(commit), "seconds": round(time.time() - started, 1)}
+    record = {**phase.record(commit), **extra}
     (tmp / PHASE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -197,8 +261,10 @@ def prompt_similarity(workspace: Path, params: dict[str, Any]) -> list[dict[str,
     rows = []
     sources = {name: read_tensors(workspace / SOURCES_DIR / name / "prompt.safetensors")["prompt"].mean(dim=0)
                for name in params["source_tasks"]}
+    seeds = {f"seed{seed}" for seed in params["seeds"]} if "seeds" in params else None  # a report's seeds only
     for target in params["target_tasks"]:
-        runs = sorted((workspace / RESULTS_DIR / "adapt" / f"{target}-pt").glob("seed*/k*/params.safetensors"))
+        runs = sorted(run for run in (workspace / RESULTS_DIR / "adapt" / f"{target}-pt").glob("seed*/k*/params.safetensors")
+                      if seeds is None or run.parent.parent.name in seeds)
         for k in sorted({run.parent.name for run in runs}):
             pooled = [read_tensors(run)["prompt"].mean(dim=0) for run in runs if run.parent.name == k]
             for name, source in sources.items():

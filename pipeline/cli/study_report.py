@@ -250,7 +250,8 @@ def write_study_report(study_file: Path, root: Path) -> Path:
         "accuracy, mean [95 % t-interval] over seeds; differences are paired by seed (same few-shot draw and batch "
         "order). Each phase's own report (transfer.md, charts, summary.csv) is in its folder.",
         "",
-        "Phases finished: " + (", ".join(f"[{p.name}]({p.name}/transfer.md)" for p in phases) or "none") + ".",
+        "Phases reported: " + (", ".join(f"[{p.name}]({p.name}/transfer.md){_partial_text(p)}" for p in phases)
+                               or "none") + ".",
         "Phases not run yet: " + (", ".join(missing) or "none") + ".",
         "",
         "## Goals (issue 12)",
@@ -276,6 +277,15 @@ def write_study_report(study_file: Path, root: Path) -> Path:
     path = study.out / README
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _partial_text(phase: PhaseResult) -> str:
+    """" (cut short: ...)" for a phase reported before all its runs finished (``study --report-finished``)."""
+    partial = phase.record.get("partial")
+    if not partial:
+        return ""
+    seeds = ", ".join(str(seed) for seed in partial["seeds"])
+    return f" (cut short: seeds {seeds} only, {partial['runs']} of its {partial['planned']} runs)"
 
 
 def _base_keys(study) -> set[str]:

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.flows.stage import user_error
+from pipeline.store.interrupts import Stopped, raise_on_stop_signals
 from pipeline.layout import BACKBONE_DIR, COMPARE_DIR
 
 Subparsers = argparse._SubParsersAction  # argparse exposes no public name for add_subparsers()' result
@@ -168,14 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    raise_on_stop_signals()  # SIGTERM too unwinds: an export's temporary folder is removed, never half-swapped
     try:
         args.handler(args)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C is how a long `study` is stopped: a line, not a traceback
+    except KeyboardInterrupt as exc:  # Ctrl-C is how a long `study` is stopped: a line, not a traceback
         print(f"interrupted: python -m pipeline {args.command} (run it again to resume)", file=sys.stderr)
-        return 130
+        return exc.exit_status if isinstance(exc, Stopped) else 130
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

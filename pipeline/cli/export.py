@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig
 
 from pipeline.store.atomic import atomic_dir, write_json
+from pipeline.store.locks import artifacts_locked
 from pipeline.layout import PREPARED_DIR
 from pipeline.errors import PipelineError
 from pipeline.cli.artifact import PromptArtifact, load_prompt_artifact
@@ -31,9 +32,10 @@ def export_run(
 ) -> PromptArtifact:
     """Write a run's (l, d) prompt to ``out_dir`` as a PEFT prompt-tuning adapter, atomically."""
     check_out_dir(out_dir)
-    artifact = load_prompt_artifact(run_dir, backbone_dir, prepared_dir)
-    length, dim = artifact.prompt.shape
-    config = peft_config(PromptTuningConfig, artifact.backbone.kind, int(length), int(dim), backbone_dir)
+    with artifacts_locked(run_dir, backbone_dir, prepared_dir, exclusive=False):  # never mid-replace by a stage
+        artifact = load_prompt_artifact(run_dir, backbone_dir, prepared_dir)
+        length, dim = artifact.prompt.shape
+        config = peft_config(PromptTuningConfig, artifact.backbone.kind, int(length), int(dim), backbone_dir)
     write_adapter(out_dir, config, {PEFT_KEY: artifact.prompt}, artifact.export_meta())
     return artifact
 

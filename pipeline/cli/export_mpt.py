@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.layout import DISTILL_FILE, PREPARED_DIR
 from pipeline.methods.peft_mpt import peft_tensors
 from pipeline.model.backbone import BackboneInfo
+from pipeline.store.locks import artifacts_locked
 from pipeline.store.tensors import load_tensors
 
 
@@ -105,12 +106,13 @@ def export_multitask(
 ) -> MultitaskArtifact:
     """Write P and the factors of ``run_dir`` to ``out_dir`` as a PEFT MultitaskPromptTuning adapter, atomically."""
     check_out_dir(out_dir)
-    artifact = load_multitask_artifact(run_dir, backbone_dir, prepared_dir)
-    (length, dim), (tasks, _, rank) = artifact.shared.shape, artifact.u.shape
-    config = peft_config(
-        MultitaskPromptTuningConfig, artifact.backbone.kind, int(length), int(dim), backbone_dir,
-        num_tasks=int(tasks), num_ranks=int(rank),
-    )
+    with artifacts_locked(run_dir, backbone_dir, prepared_dir, exclusive=False):  # never mid-replace by a stage
+        artifact = load_multitask_artifact(run_dir, backbone_dir, prepared_dir)
+        (length, dim), (tasks, _, rank) = artifact.shared.shape, artifact.u.shape
+        config = peft_config(
+            MultitaskPromptTuningConfig, artifact.backbone.kind, int(length), int(dim), backbone_dir,
+            num_tasks=int(tasks), num_ranks=int(rank),
+        )
     write_adapter(out_dir, config, peft_tensors(artifact.shared, artifact.u, artifact.v), artifact.export_meta())
     return artifact
 

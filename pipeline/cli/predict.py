@@ -21,6 +21,8 @@ from pipeline.data.markers import strip_markers
 from pipeline.cli.artifact import PromptArtifact, load_prompt_artifact
 from pipeline.config.load import PARAMS_FILE, read_params
 from pipeline.config.params import ModelSettings
+from pipeline.layout import PREPARED_DIR
+from pipeline.store.locks import artifacts_locked
 
 SHOWN_CHARS = 60  # of each text in the output line
 
@@ -104,11 +106,13 @@ def run_predict(
     if batch_size <= 0:
         raise PipelineError(f"--batch-size must be > 0, got {batch_size}")
     inputs = read_texts(texts, file)  # before any loading: a bad input fails in a second, not after the model
-    artifact = load_prompt_artifact(run_dir, backbone_dir)
-    if max_length is None:
-        if not PARAMS_FILE.is_file():
-            raise PipelineError(f"{PARAMS_FILE}: not found (it gives model.max_length); pass --max-length N")
-        max_length = ModelSettings.from_params(read_params()).max_length
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    backbone = load_backbone(backbone_dir, device)
+    # Loaded whole, never while a running stage replaces them; the labelling then runs without the lock.
+    with artifacts_locked(run_dir, backbone_dir, PREPARED_DIR, exclusive=False):
+        artifact = load_prompt_artifact(run_dir, backbone_dir)
+        if max_length is None:
+            if not PARAMS_FILE.is_file():
+                raise PipelineError(f"{PARAMS_FILE}: not found (it gives model.max_length); pass --max-length N")
+            max_length = ModelSettings.from_params(read_params()).max_length
+        backbone = load_backbone(backbone_dir, device)
     return predict_texts(backbone, artifact, inputs, batch_size, max_length, progress=file is not None)

@@ -11,7 +11,7 @@ from accelerate import PartialState
 
 from pipeline.store.tensors import save_tensors
 from pipeline.training.checkpoint import Checkpointer, fingerprint
-from pipeline.store.atomic import atomic_dir, write_json
+from pipeline.store.atomic import atomic_dir, atomic_files, replacing, write_json
 from pipeline.model.backbone import Backbone, load_backbone
 from pipeline.model.precision import dtype_name, dtype_setting, resolve_dtype
 from pipeline.data.batching import TaskData, load_task
@@ -80,11 +80,14 @@ def write_run(
     """
     if not PartialState().is_main_process:
         return  # under `accelerate launch`, one process writes
-    for name, group in tensors.items():
-        save_tensors(out_dir / f"{name}.safetensors", group, meta)
-    write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
-    log_run(stage, params, metrics, result.history)
+    # One run's files replace the old ones together, once all are written: a reader, a full disk or a stop signal
+    # never leaves a new prompt beside old metrics. The dvclive log goes first, so a failure leaves the run old.
+    with replacing(out_dir), atomic_files(out_dir) as tmp:
+        for name, group in tensors.items():
+            save_tensors(tmp / f"{name}.safetensors", group, meta)
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "timing.json", {"train_seconds": round(result.seconds, 2)})
+        log_run(stage, params, metrics, result.history)
 
 
 @dataclass
@@ -110,13 +113,6 @@ def write_run_folders(
     """
     if not PartialState().is_main_process:
         return  # under `accelerate launch`, one process writes
-    with atomic_dir(out_dir) as tmp:
-        for name, run in runs.items():
-            for group, tensors in run.tensors.items():
-                save_tensors(tmp / name / f"{group}.safetensors", tensors, run.meta)
-            write_json(tmp / name / "metrics.json", run.metrics)
-            write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
-    write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
     history = [
         {"step": record["step"], **{f"{name}/{key}": value for key, value in record.items() if key != "step"}}
         for name, run in runs.items()
@@ -125,7 +121,16 @@ def write_run_folders(
     curves = {
         f"dev/{name}/accuracy": run.metrics["dev_curve"] for name, run in runs.items() if "dev_curve" in run.metrics
     }
-    log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
+    # The run folders are swapped in last, once the dvclive log and the wall times are written: a reader, a full
+    # disk or a stop signal never leaves new runs beside an old log.
+    with replacing(out_dir), atomic_dir(out_dir) as tmp:
+        for name, run in runs.items():
+            for group, tensors in run.tensors.items():
+                save_tensors(tmp / name / f"{group}.safetensors", tensors, run.meta)
+            write_json(tmp / name / "metrics.json", run.metrics)
+            write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
+        log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
+        write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
 
 
 def _rounded(record: dict[str, float]) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""What every stage script shares: its argv checked, params.yaml checked, quiet threads, one-line user errors, a
-summary line."""
+"""What every stage script shares: its argv checked, params.yaml checked, quiet threads, one-line user errors (a
+full disk among them), SIGTERM and Ctrl-C as one line and exit status 143 / 130, a summary line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pipeline.config.params import TRACKED
 from pipeline.config.schema import load_params
 from pipeline.errors import PipelineError
+from pipeline.store.interrupts import Stopped, raise_on_stop_signals
+from pipeline.store.room import room_reason
 
 
 def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
@@ -23,15 +25,34 @@ def run_stage(name: str, main: Callable[[list[str]], str]) -> None:
     # Busy-waiting OpenMP threads make two threads on a shared core ~10x slower.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise_on_stop_signals()  # so that a stop unwinds: temporaries removed, outputs and checkpoint as they were
     started = time.perf_counter()
     try:
         summary = main(sys.argv[1:])
-    except PipelineError as exc:
-        print(f"error: {name}: {exc}", file=sys.stderr)
+    except Stopped as exc:
+        print(f"stopped: {name}: {exc.signal_name}; outputs left as they were, a rerun resumes from the last "
+              "checkpoint (if one was written)", file=sys.stderr)
+        raise SystemExit(exc.exit_status) from None
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {name}: {message}", file=sys.stderr)
         raise SystemExit(1) from None
     # Under a multi-process launcher (torchrun, accelerate launch) every process runs the stage; one reports.
     if os.environ.get("RANK", "0") == "0":
         print(f"[{name}] {summary} ({time.perf_counter() - started:.1f} s)")
+
+
+def user_error(exc: Exception) -> str | None:
+    """The one line for a user's problem: a :class:`PipelineError`, or a write anywhere that found no room (the
+    atomic writes name their file; another write, e.g. a scratch file, names its own if it knows it)."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    reason = room_reason(exc)
+    if reason is None:
+        return None
+    return f"{getattr(exc, 'filename', None) or 'a scratch file'}: not written: {reason}, then rerun"
 
 
 def stage_main(name: str, flow: Callable[..., str], *args: str) -> Callable[[list[str]], str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.layout import AdaptRun, distill_dir, k_label, k_order, run_dir, source_dir, timing_file
-from pipeline.store.atomic import read_json, write_bytes
+from pipeline.store.atomic import atomic_files, read_json, replacing, write_bytes
 from pipeline.report.charts import curves_chart, dev_curves_chart, scores_chart
 from pipeline.report.curves import AREA, CURVE_COLUMNS, REACH, curve_metrics
 from pipeline.report.summary import CI, SCORES, VS, summarize
@@ -261,8 +261,10 @@ def write_report(
         "dev_curves.png": dev_curves_chart(curves, dev),
         "metrics.json": (json.dumps(metrics_summary(summary), indent=2, sort_keys=True) + "\n").encode("utf-8"),
     }
-    for name, data in outputs.items():
-        write_bytes(out_dir / name, data)
+    # The report's files replace the old ones together, once all are written: never a new table beside an old chart.
+    with replacing(out_dir), atomic_files(out_dir) as tmp:
+        for name, data in outputs.items():
+            write_bytes(tmp / name, data)
     return summary
 
 

@@ -132,7 +132,7 @@ def test_repro_runs_every_stage(tiny_run):
     repo = tiny_run.repo
     expected = {
         "backbone", "data@src_a", "data@src_b", "data@tgt_a", "source@src_a", "source@src_b", "distill",
-        "adapt@tgt_a-mpt-0", "adapt@tgt_a-pt-0", "report",
+        "method_inputs", "adapt@tgt_a-mpt-0", "adapt@tgt_a-pt-0", "report",
     }
     assert ran_stages(tiny_run.repro_output) == expected
     rows = (repo / "reports" / "transfer.csv").read_text().splitlines()
@@ -189,7 +189,7 @@ TIMED = ("timing.json", "transfer.csv", "transfer.md")
 def test_forced_rerun_repeats_every_artifact_byte_for_byte(repo):
     before = lock_hashes(repo)
     result = dvc(repo, "repro", "--force")
-    assert len(ran_stages(result.stdout)) == 10
+    assert len(ran_stages(result.stdout)) == 11
     after = lock_hashes(repo)
     assert set(after) == set(before)
     changed = sorted(path for path in before if before[path] != after[path] and not path.endswith(TIMED))

@@ -55,7 +55,7 @@ def source_dir(task: str, results_dir: Path = RESULTS_DIR) -> Path:
 
 def source_timing_file(task: str, results_dir: Path = RESULTS_DIR) -> Path:
     """source@<task>'s wall time, ``{"train_seconds": s}``, outside results/source."""
-    return Path(results_dir) / TIMING_DIR.relative_to(RESULTS_DIR) / "source" / f"{task}.json"
+    return Path(results_dir) / TIMING_DIR.relative_to(RESULTS_DIR) / "source" / f"{task}.timing.json"
 
 
 def method_inputs_file(method: str, results_dir: Path = RESULTS_DIR) -> Path:

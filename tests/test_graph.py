@@ -99,7 +99,8 @@ def test_a_distill_change_reruns_the_runs_that_read_p_and_no_other(repo):
 
 def test_new_source_prompts_rerun_the_transfer_runs_and_no_standalone_run(repo):
     """New teachers: distill and every method that reads P or the source prompts; never pt, prefix, ptuning, cpt."""
-    edit_params(repo, lambda params: params["source"].update(lr=0.05))
+    # select last: the trained prompt (best_dev may keep the untrained one, which the lr does not change)
+    edit_params(repo, lambda params: params["source"].update(lr=0.05, select="last"))
     sources = {"source@src_a", "source@src_b", "distill", "method_inputs", "report"}
     assert repro(repo) == sources | adapt(*DISTILLED, *FROM_SOURCES)
 

@@ -35,11 +35,6 @@ DISTILLED, SOURCE_PROMPTS = "distill", "source prompts"
 UPSTREAM: dict[str, str] = {"mpt": DISTILLED, "mpt_full": DISTILLED, "spot": SOURCE_PROMPTS, "attempt": SOURCE_PROMPTS}
 
 
-def run_keys(method: str) -> tuple[str, ...]:
-    """The params an adapt@ run of ``method`` reads besides ``tasks.<target>``: the shared keys, then its own."""
-    return SHARED_KEYS + KNOBS[method]
-
-
 def knob_keys() -> tuple[str, ...]:
     """Every method's own params, each once, in table order: what stage method_inputs tracks."""
     return tuple(dict.fromkeys(key for keys in KNOBS.values() for key in keys))

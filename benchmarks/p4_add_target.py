@@ -10,6 +10,11 @@ The ratio of the medians is what DVC's check of every unchanged stage costs on t
 Nothing touches repo A between the edit and the timed run. The stages it ran are printed, and a stage of any
 other task fails the benchmark; afterwards `dvc status` must list nothing in either repo.
 
+Second figure (issue 13): repo A then changes ``distill.lambda`` and runs `dvc repro`. The stages that must run
+are those that read what changed: distill, method_inputs (it hashes P), the adapt@ runs of the methods that read
+P (mpt, mpt_full; pipeline/config/method_inputs.py) and report. The last line is stages run ÷ stages that must
+run (1.00: nothing else reran); a stage that must run but did not fails the benchmark.
+
 --tiny uses the tiny setup of tests/test_end_to_end.py (via benchmarks/scratch_repo.py); without it the repos
 are the default run (params.yaml as it is; the new target copies the first target's data under a new name), which
 needs two full default runs first (about 40 min on 2 cores).
@@ -26,6 +31,27 @@ import time
 from pathlib import Path
 
 import scratch_repo
+from pipeline.config.method_inputs import DISTILLED, UPSTREAM
+
+
+def must_run_after_distill_change(params: dict) -> set[str]:
+    """The stages that read P, directly or through a run that does: what a change to distill must rerun."""
+    readers = [m for m in params["adapt"]["methods"] if UPSTREAM.get(m) == DISTILLED]
+    runs = {f"adapt@{t}-{m}-{s}" for t in params["target_tasks"] for m in readers for s in params["seeds"]}
+    return {"distill", "method_inputs", "report"} | runs
+
+
+def distill_change_ratio(repo: Path, threads: int | None) -> float:
+    """Change distill.lambda in ``repo`` (fully run), `dvc repro`, and return stages run ÷ stages that must run."""
+    params = scratch_repo.read_params(repo)
+    params["distill"]["lambda"] = params["distill"]["lambda"] / 2 + 0.05
+    scratch_repo.write_params(repo, params)
+    ran = scratch_repo.ran_stages(scratch_repo.dvc(repo, "repro", threads=threads).stdout)
+    must = must_run_after_distill_change(params)
+    print(f"distill.lambda -> {params['distill']['lambda']}: `dvc repro` ran {', '.join(sorted(ran))}")
+    if must - ran:
+        raise SystemExit(f"error: after a distill change these did not run: {sorted(must - ran)}")
+    return len(ran) / len(must)
 
 
 def pipeline_order(stage: str) -> int:
@@ -78,6 +104,8 @@ def main() -> None:
         medians = {side: statistics.median(values) for side, values in times.items()}
         print(f"median: dvc repro {medians['repro']:.2f} s, only the new stages {medians['only_new']:.2f} s")
         print(f"P4 add-target dvc repro / new stages alone: {medians['repro'] / medians['only_new']:.2f}")
+        ratio = distill_change_ratio(repos["repro"], threads)
+        print(f"P4 distill.lambda change: stages run / stages that must run: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,27 @@ DISTILL_DIR = RESULTS_DIR / "distill"  # distill: shared.safetensors (P and the 
 DISTILL_FILE = DISTILL_DIR / "shared.safetensors"
 
 
+# Wall times live outside the folders later stages depend on: a rerun that repeats a stage's real outputs byte for
+# byte must not look like a change to the stages after it (distill depends on results/source as a whole).
+TIMING_DIR = RESULTS_DIR / "timing"
+# method_inputs: <method>.json per target method, what its adapt@ runs read upstream (knobs, hashes of P or of the
+# source prompts): each adapt@ stage depends on its method's file alone (see pipeline/config/method_inputs.py).
+METHOD_INPUTS_DIR = RESULTS_DIR / "method_inputs"
+
+
 def source_dir(task: str, results_dir: Path = RESULTS_DIR) -> Path:
     """source@<task>'s output folder."""
     return Path(results_dir) / SOURCES_DIR.relative_to(RESULTS_DIR) / task
+
+
+def source_timing_file(task: str, results_dir: Path = RESULTS_DIR) -> Path:
+    """source@<task>'s wall time, ``{"train_seconds": s}``, outside results/source."""
+    return Path(results_dir) / TIMING_DIR.relative_to(RESULTS_DIR) / "source" / f"{task}.timing.json"
+
+
+def method_inputs_file(method: str, results_dir: Path = RESULTS_DIR) -> Path:
+    """What target method ``method`` reads upstream, as stage method_inputs wrote it."""
+    return Path(results_dir) / METHOD_INPUTS_DIR.relative_to(RESULTS_DIR) / f"{method}.json"
 
 
 def distill_dir(results_dir: Path = RESULTS_DIR) -> Path:

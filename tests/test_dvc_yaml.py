@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config.method_inputs import KNOBS
 from pipeline.config.params import TRACKED
+from pipeline.config.schema import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = """
@@ -79,3 +81,14 @@ def test_each_stage_tracks_exactly_the_params_its_flow_reads(name):
 def test_pycache_is_ignored_by_dvc():
     """Directory deps (pipeline/methods) must not hash __pycache__, or a fresh clone would look changed."""
     assert "__pycache__" in (REPO / ".dvcignore").read_text(encoding="utf-8")
+
+
+def test_method_inputs_writes_a_file_for_every_method_and_each_adapt_stage_depends_on_its_own():
+    """The matrix gives every adapt@ stage the same deps: its method's inputs file is its one upstream dependency
+    (pipeline/config/method_inputs.py), so every registered method needs its row and its file."""
+    assert tuple(KNOBS) == METHODS
+    stages = stage_definitions()
+    outs = [next(iter(out)) for out in stages["method_inputs"]["outs"]]
+    assert outs == [f"results/method_inputs/{method}.json" for method in METHODS]
+    upstream = [d for d in stages["adapt"]["deps"] if d.startswith("results/")]
+    assert upstream == ["results/method_inputs/${item.method}.json"]

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pipeline.config.load import section
+from pipeline.config.method_inputs import KNOBS
 from pipeline.store.tracking import read_sections
 from tiny import WORDS, save_tiny_backbone
 
@@ -132,7 +133,7 @@ def test_repro_runs_every_stage(tiny_run):
     repo = tiny_run.repo
     expected = {
         "backbone", "data@src_a", "data@src_b", "data@tgt_a", "source@src_a", "source@src_b", "distill",
-        "adapt@tgt_a-mpt-0", "adapt@tgt_a-pt-0", "report",
+        "method_inputs", "adapt@tgt_a-mpt-0", "adapt@tgt_a-pt-0", "report",
     }
     assert ran_stages(tiny_run.repro_output) == expected
     rows = (repo / "reports" / "transfer.csv").read_text().splitlines()
@@ -159,8 +160,12 @@ def test_each_training_stage_logs_its_params_metrics_and_curves_with_dvclive(tin
         folder = repo / "dvclive" / stage.replace("@", "_")
         logged = yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8"))
         tracked = lock[stage]["params"]["params.yaml"]  # what dvc.yaml says the stage reads
-        assert read_sections(logged, tuple(tracked)) == logged, stage  # nothing logged that DVC does not track
+        # and for an adapt@ run, its method's own params, which DVC tracks through its method_inputs file
+        own = KNOBS[stage.split("-")[1]] if stage.startswith("adapt@") else ()
+        assert read_sections(logged, (*tracked, *own)) == logged, stage  # nothing logged that DVC does not track
         assert {key: section(logged, key) for key in tracked} == tracked, stage
+        inputs = json.loads((repo / f"results/method_inputs/{stage.split('-')[1]}.json").read_text()) if own else {}
+        assert read_sections(logged, own) == inputs.get("params", {}), stage
         runs = ["k4/", "kall/"] if stage.startswith("adapt@") else [""]  # an adapt@ stage logs each k
         for run in runs:
             curve = (folder / "plots" / "metrics" / "train" / f"{run}loss.tsv").read_text().splitlines()
@@ -189,7 +194,7 @@ TIMED = ("timing.json", "transfer.csv", "transfer.md")
 def test_forced_rerun_repeats_every_artifact_byte_for_byte(repo):
     before = lock_hashes(repo)
     result = dvc(repo, "repro", "--force")
-    assert len(ran_stages(result.stdout)) == 10
+    assert len(ran_stages(result.stdout)) == 11
     after = lock_hashes(repo)
     assert set(after) == set(before)
     changed = sorted(path for path in before if before[path] != after[path] and not path.endswith(TIMED))

@@ -51,7 +51,7 @@ def repo(tmp_path_factory) -> Iterator[Path]:
 def test_every_stage_runs_on_an_encoder_decoder_backbone_from_hub_sources(repo):
     stages = set(dvc(repo, "stage", "list", "--name-only").stdout.split())
     result = dvc(repo, "repro")
-    assert ran_stages(result.stdout) == stages and len(stages) == 10
+    assert ran_stages(result.stdout) == stages and len(stages) == 11
     summaries = [line for line in result.stdout.splitlines() if re.match(r"\[[\w@-]+\] ", line)]
     assert len(summaries) == len(stages), summaries  # one summary line per stage
     assert json.loads((repo / "models" / "backbone" / "backbone.json").read_text())["kind"] == "seq2seq"

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.config.load import check_keys, optional, positive, require, section
+from pipeline.config.method_inputs import SHARED_KEYS, knob_keys
 
 NUMBER = (int, float)
 
@@ -246,11 +247,10 @@ TRACKED: dict[str, tuple[str, ...]] = {
     # The training stages: numerics too (threads, math path), which stage_main applies to each of them.
     "source": ("seed", "backbone.dtype", "numerics", "model", "source", "source_teachers"),
     "distill": ("seed", "backbone.dtype", "numerics", "model", "distill", "source_tasks", "distill_from"),
-    "adapt": (
-        "backbone.dtype", "numerics", "model", "source_tasks", "adapt.steps", "adapt.lr", "adapt.factor_lr", "adapt.warmup_steps",
-        "adapt.freeze_shared", "adapt.encoder_lr", "adapt.ptuning_encoder", "adapt.cpt_examples", "adapt.cpt_epsilon", "adapt.pt_init", "adapt.rank",
-        "adapt.eval_every", "adapt.select", "tasks.{task}",
-    ),
+    # adapt@ tracks the keys every method reads; a method's own keys reach its runs through the file stage
+    # method_inputs writes for it (pipeline/config/method_inputs.py says why), so they rerun that method only.
+    "adapt": (*SHARED_KEYS, "tasks.{task}"),
+    "method_inputs": knob_keys(),
     "report": ("source_tasks", "target_tasks", "adapt.methods", "seeds", "tasks"),
 }
 

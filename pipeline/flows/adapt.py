@@ -10,6 +10,7 @@ import hashlib
 
 from torch import nn
 
+from pipeline.config.method_inputs import KNOBS
 from pipeline.config.params import tracked_keys
 from pipeline.config.schema import Params
 from pipeline.data.fewshot import few_shot_task
@@ -27,12 +28,16 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
     """Train and evaluate ``method`` on ``target`` for every k under seed ``seed_text``; return the summary line."""
     if target not in params.target_tasks:
         raise PipelineError(f"params.yaml: {target!r} is not listed in target_tasks")
+    if method not in params.methods:
+        raise PipelineError(f"params.yaml: {method!r} is not listed in adapt.methods ({list(params.methods)})")
     if not seed_text.isdigit() or int(seed_text) not in params.seeds:
         raise PipelineError(f"params.yaml: seed {seed_text!r} is not listed in seeds ({list(params.seeds)})")
     seed, spec, model, steps = int(seed_text), params.tasks[target], params.model, params.adapt
     backbone = open_backbone(params)
     task = open_task(backbone, target, model)
-    stage, keys = stage_name(target, method, seed), tracked_keys("adapt", target)
+    # The params this run reads: those every adapt@ stage tracks and its method's own (tracked through
+    # results/method_inputs/<method>.json); its checkpoint is valid for them and dvclive logs them.
+    stage, keys = stage_name(target, method, seed), (*tracked_keys("adapt", target), *KNOBS[method])
     runs, resumes = {}, []
     # The template alone (no prompt, no training) on the test split: the same for every k, method and seed, and
     # one pass over test (~2% of a stage's time), so each stage scores it rather than a stage of its own.

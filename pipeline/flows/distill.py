@@ -55,7 +55,10 @@ def run(params: Params) -> str:
         "tasks": per_task, "trainable_params": trainable_parameter_count(student), "steps": result.steps, **provenance
     }
     out = distill_dir()
-    write_run(out, {"shared": student.export()}, meta, metrics, result, "distill", read_sections(params.raw, keys))
+    write_run(
+        out, {"shared": student.export()}, meta, metrics, result, "distill", read_sections(params.raw, keys),
+        out / "timing.json",  # inside: later stages depend on shared.safetensors and metrics.json, never the folder
+    )
     if resume is not None:
         resume.clear()
     mean = sum(m["test"]["accuracy"] for m in per_task.values()) / len(per_task)

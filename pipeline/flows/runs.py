@@ -73,10 +73,12 @@ def write_run(
     result: TrainResult,
     stage: str,
     params: dict[str, Any],
+    timing_file: Path,
 ) -> None:
-    """Write ``<name>.safetensors`` per tensor group, ``metrics.json`` and ``timing.json`` into ``out_dir``, and
-    log ``params`` (the sections stage instance ``stage`` reads), the metrics and the learning curves to
-    ``dvclive/<stage>/``. Wall time lives apart in timing.json so that every other file repeats byte for byte.
+    """Write ``<name>.safetensors`` per tensor group and ``metrics.json`` into ``out_dir``, the wall time into
+    ``timing_file``, and log ``params`` (the sections stage instance ``stage`` reads), the metrics and the learning
+    curves to ``dvclive/<stage>/``. Wall time lives apart so that every other file repeats byte for byte; a
+    ``timing_file`` outside ``out_dir`` keeps it out of a later stage's folder dependency too.
     """
     if not PartialState().is_main_process:
         return  # under `accelerate launch`, one process writes
@@ -86,8 +88,8 @@ def write_run(
         for name, group in tensors.items():
             save_tensors(tmp / f"{name}.safetensors", group, meta)
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "timing.json", {"train_seconds": round(result.seconds, 2)})
         log_run(stage, params, metrics, result.history)
+    write_json(timing_file, {"train_seconds": round(result.seconds, 2)})  # after: the run is whole without it
 
 
 @dataclass

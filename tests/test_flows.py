@@ -166,6 +166,8 @@ def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):
         few = json.loads((folder / "k4" / "metrics.json").read_text())
         assert few["train_examples"] == 4 and few["trainable_params"] == 4 + 32  # l + d: only L is trained
         assert set(json.loads(timings.read_text())) == {"k4", "kall"}
+        # The dev curve's share of the loop's time (step 2's score), apart, so P10 can count it as evaluation.
+        assert all(0 < t["dev_seconds"] < t["train_seconds"] for t in json.loads(timings.read_text()).values())
         assert "spot_source" in json.loads((stage_dir("tgt", "spot", 0) / "kall" / "metrics.json").read_text())
         # adapt.eval_every 10 > steps 2: dev scored at step 0 (the initial prompt) and the last step, test from the
         # earliest best-dev step, and the template alone (no prompt) scored once for the stage.

@@ -83,7 +83,7 @@ def write_run(
     for name, group in tensors.items():
         save_tensors(out_dir / f"{name}.safetensors", group, meta)
     write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "timing.json", {"train_seconds": round(result.seconds, 2)})
+    write_json(out_dir / "timing.json", _timing(result))
     log_run(stage, params, metrics, result.history)
 
 
@@ -116,7 +116,7 @@ def write_run_folders(
                 save_tensors(tmp / name / f"{group}.safetensors", tensors, run.meta)
             write_json(tmp / name / "metrics.json", run.metrics)
             write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
-    write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
+    write_json(timing_file, {name: _timing(run.result) for name, run in runs.items()})
     history = [
         {"step": record["step"], **{f"{name}/{key}": value for key, value in record.items() if key != "step"}}
         for name, run in runs.items()
@@ -126,6 +126,11 @@ def write_run_folders(
         f"dev/{name}/accuracy": run.metrics["dev_curve"] for name, run in runs.items() if "dev_curve" in run.metrics
     }
     log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
+
+
+def _timing(result: TrainResult) -> dict[str, float]:
+    """Wall times of a run: the training loop, and the part of it spent scoring the dev curve."""
+    return {"train_seconds": round(result.seconds, 2), "dev_seconds": round(result.dev_seconds, 2)}
 
 
 def _rounded(record: dict[str, float]) -> dict[str, float]:

@@ -46,7 +46,8 @@ class Plan:
     name: str
     sources: tuple[str, ...] = ("rotten_tomatoes", "trec", "bbc_news")
     source_steps: int = 50
-    source_every: int = 10
+    source_every: int = 10  # 0: no dev curve (select: last), so no step-0 scores and a final dev pass instead
+    teacher_examples: int = 256
     distill_steps: int = 50
     targets: tuple[str, ...] = ("amazon_sentiment", "sms_spam")
     k_shot: tuple = ("all",)
@@ -88,8 +89,11 @@ def stage_seconds(plan: Plan, costs: Costs) -> dict[str, float]:
     out: dict[str, float] = {}
     for task in plan.sources:
         dev, test = costs.sizes[task]["dev"], costs.sizes[task]["test"]
-        rows = points(plan.source_steps, plan.source_every) * dev + 2 * test + (0 if plan.once else dev)
-        rows += min(256, costs.sizes[task]["train"])  # teacher outputs: label logits and hidden states
+        if plan.source_every > 0:
+            rows = points(plan.source_steps, plan.source_every) * dev + 2 * test + (0 if plan.once else dev)
+        else:
+            rows = dev + test
+        rows += min(plan.teacher_examples, costs.sizes[task]["train"])  # teacher outputs: logits, hidden states
         out[f"source@{task}"] = costs.startup + costs.steps(task, plan.source_steps) + costs.rows(task, rows)
     distill_step = statistics.mean(costs.steps(t, 1) for t in plan.sources) * costs.distill_scale
     students = sum(costs.rows(t, costs.sizes[t]["dev"] + costs.sizes[t]["test"]) for t in plan.sources)
@@ -212,6 +216,9 @@ def candidates() -> list[Plan]:
         replace(k16, name="k 16, eval 20, sources 50 (dev every 25)", source_every=25),
         replace(k16, name="k 16, eval 20, sources 50 (dev every 50)", source_every=50),
         replace(k16, name="k 16, eval 30, sources 50 (dev every 50)", adapt_every=30, source_every=50),
+        replace(k16, name="k 16, eval 30, sources 50 (no dev curve: last)", adapt_every=30, source_every=0),
+        replace(k16, name="k 16, eval 30, sources 50 (no dev curve), 128 teacher rows", adapt_every=30,
+                source_every=0, teacher_examples=128),
         replace(k16, name="k 16, eval 20, sources 30", source_steps=30),
         replace(k16, name="k 16, eval 20, sources 80 (dev every 40)", source_steps=80, source_every=40),
         replace(k16, name="k 16, eval 20, sources 100 (dev every 50)", source_steps=100, source_every=50),

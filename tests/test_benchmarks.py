@@ -93,3 +93,5 @@ def test_the_cost_model_counts_the_rows_each_stage_evaluates():
     assert two["adapt@sms_spam-pt-0"] == 2 * (700 + 200) + 200 - 100
     assert before["source@trec"] == 6 * 100 + 2 * 200 + 100 + 256 and after["source@trec"] == before["source@trec"] - 100
     assert before["distill"] == 3 * 300
+    # Teachers without a dev curve: the final dev and test passes and the teacher outputs only.
+    assert e2.stage_seconds(e2.Plan("no curve", source_every=0), costs)["source@trec"] == 100 + 200 + 256

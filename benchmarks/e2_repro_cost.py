@@ -169,6 +169,9 @@ def main() -> None:
     p.add_argument("--calibrate", type=float, default=README_QUIET["adapt@amazon_sentiment-pt-0"],
                    help="quiet seconds of adapt@amazon_sentiment-pt-0 under today's params (README); 0: no scaling")
     p.add_argument("--measured", help="step16,row16,step64,row64 medians of an earlier run: no timing")
+    p.add_argument("--row-scale", type=float, default=1.0,
+                   help="multiply the row cost: (evaluated row / step inside a stage, from P10's dev_seconds and "
+                        "training seconds) / (the same ratio measured here at that task's lengths); default 1")
     p.set_defaults(repeats=3, warmup=1)
     args = p.parse_args()
     backbone = common.setup(args)
@@ -177,6 +180,7 @@ def main() -> None:
     tasks = sorted({t for plan in plans for t in (*plan.sources, *plan.targets)})
     costs = measure(args, backbone, args.workspace, tasks, 64)
     costs.startup = args.startup
+    costs.row = (costs.row[0] * args.row_scale, costs.row[1] * args.row_scale)
     today = Plan("today (k all, 3 sources x 50, eval 10)", once=False)
     if args.calibrate:
         unscaled = stage_seconds(today, costs)["adapt@amazon_sentiment-pt-0"] - args.startup

@@ -28,6 +28,8 @@ COMPARE_DIR = REPORTS_DIR / "compare"  # `python -m pipeline compare`'s default 
 DVCLIVE_DIR = Path("dvclive")  # dvclive/<stage>/: each training stage's params, metrics and curves
 # Outside every stage's outputs: DVC deletes those before a rerun, and a checkpoint must survive a kill.
 CHECKPOINT_ROOT = Path(".checkpoints")
+# Scores several stages share (the template alone, per target), computed once: pipeline.store.memo.
+MEMO_DIR = CHECKPOINT_ROOT / "memo"
 
 
 def prepared_dir(task: str) -> Path:

@@ -67,3 +67,31 @@ def test_repro_log_parser(tmp_path):
     lines = run_benchmark("p5_default_repro", "--from-log", str(log))
     assert any(re.match(r"source@a\s+89\.5 s", line) for line in lines), lines
     assert lines[-1] == "P5 default dvc repro total: 1.5 min (target <= 20)"
+
+
+def test_the_cost_model_counts_the_rows_each_stage_evaluates():
+    """E2's row counts, at one second per row and no steps or start-up: a stage's seconds are its evaluated rows.
+    An adapt@ stage at k = all, 60 steps, dev every 10 (dev 100, test 200): 7 dev points + final test; before this
+    change also the step-0 test, the final dev again and the template; now the template only in the first method's
+    stage of a target, and a second k shares the step-0 dev and test."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import e2_repro_cost as e2
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    tasks = ("rotten_tomatoes", "trec", "bbc_news", "amazon_sentiment", "sms_spam")
+    costs = e2.Costs(step=(0.0, 0.0), row=(1.0, 0.0), startup=0.0)
+    for task in tasks:
+        costs.train_tokens[task] = costs.eval_tokens[task] = 30.0
+        costs.sizes[task] = {"train": 2000, "dev": 100, "test": 200}
+    assert e2.points(60, 10) == 7 and e2.points(60, 20) == 4 and e2.points(50, 20) == 4 and e2.points(6, 0) == 0
+    before = e2.stage_seconds(e2.Plan("before", once=False), costs)
+    after = e2.stage_seconds(e2.Plan("after"), costs)
+    assert before["adapt@sms_spam-pt-0"] == 700 + 200 + 200 + 100 + 200
+    assert after["adapt@sms_spam-mpt-0"] == 700 + 200 + 200 + 200 and after["adapt@sms_spam-pt-0"] == 700 + 200 + 200
+    two = e2.stage_seconds(e2.Plan("two k", k_shot=(16, "all")), costs)
+    assert two["adapt@sms_spam-pt-0"] == 2 * (700 + 200) + 200 - 100
+    assert before["source@trec"] == 6 * 100 + 2 * 200 + 100 + 256 and after["source@trec"] == before["source@trec"] - 100
+    assert before["distill"] == 3 * 300
+    # Teachers without a dev curve: the final dev and test passes and the teacher outputs only.
+    assert e2.stage_seconds(e2.Plan("no curve", source_every=0), costs)["source@trec"] == 100 + 200 + 256

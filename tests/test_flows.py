@@ -166,6 +166,8 @@ def test_adapt_writes_one_run_folder_per_k_and_the_timings_apart(adapted):
         few = json.loads((folder / "k4" / "metrics.json").read_text())
         assert few["train_examples"] == 4 and few["trainable_params"] == 4 + 32  # l + d: only L is trained
         assert set(json.loads(timings.read_text())) == {"k4", "kall"}
+        # The dev curve's share of the loop's time (step 2's score), apart, so P10 can count it as evaluation.
+        assert all(0 < t["dev_seconds"] < t["train_seconds"] for t in json.loads(timings.read_text()).values())
         assert "spot_source" in json.loads((stage_dir("tgt", "spot", 0) / "kall" / "metrics.json").read_text())
         # adapt.eval_every 10 > steps 2: dev scored at step 0 (the initial prompt) and the last step, test from the
         # earliest best-dev step, and the template alone (no prompt) scored once for the stage.
@@ -205,3 +207,33 @@ def test_distill_refuses_teacher_outputs_computed_under_another_dtype(taught, tm
     message = str(error.value)
     assert "teacher.safetensors" in message and "backbone_dtype='bfloat16'" in message
     assert "rerun `dvc repro source@src_a`" in message and "\n" not in message
+
+
+def test_the_template_alone_is_scored_once_per_target_and_each_starting_prompt_once_per_stage(
+    distilled, tmp_path, monkeypatch
+):
+    """The template's score is the same for every method and seed of a target: the first adapt@ stage scores it,
+    the others read the memo (same value in every run's metrics.json); a setting it depends on gives a new memo.
+    Within a stage, k = 4 and k = all start from the same prompt, scored on dev and test once."""
+    from pipeline.layout import MEMO_DIR
+    from pipeline.training import fit
+
+    repo = shutil.copytree(distilled, tmp_path / "repo", ignore=shutil.ignore_patterns("memo"))
+    templates, passes = [], []
+    scored, evaluate = adapt.evaluate_template, fit.evaluate_prompt
+    monkeypatch.setattr(adapt, "evaluate_template", lambda *a, **k: templates.append(1) or scored(*a, **k))
+    monkeypatch.setattr(fit, "evaluate_prompt", lambda *a, **k: passes.append(a[3]) or evaluate(*a, **k))
+    with inside(repo):
+        for method in ("pt", "mpt"):
+            adapt.run(params(repo), "tgt", method, "0")
+        assert len(templates) == 1 and len(list(MEMO_DIR.iterdir())) == 1
+        assert passes.count(("dev", "test")) == 2  # one starting prompt per stage, over both k
+        values = {json.loads((stage_dir("tgt", m, 0) / k / "metrics.json").read_text())["template_accuracy"]
+                  for m in ("pt", "mpt") for k in ("k4", "kall")}
+        memo = json.loads(next(MEMO_DIR.iterdir()).read_text())
+        assert values == {memo["value"]} and memo["payload"]["score"] == "template_accuracy"
+        raw = yaml.safe_load(Path("params.yaml").read_text())
+        raw["model"]["eval_batch_size"] = 4  # other batches, other padding: not the same computation
+        Path("params.yaml").write_text(yaml.safe_dump(raw))
+        adapt.run(params(repo), "tgt", "pt", "0")
+        assert len(templates) == 2 and len(list(MEMO_DIR.iterdir())) == 2

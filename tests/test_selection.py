@@ -23,8 +23,8 @@ def scripted(accuracies: dict[int, float], calls: list[tuple[int, torch.Tensor, 
 
     def evaluate(module, step):
         calls.append((step, module.weight.detach().clone(), module.training))
-        scores = {"dev": accuracies[step]}
-        return {**scores, "test": 0.5} if step == 0 else scores
+        scores = {"dev": {"accuracy": accuracies[step], "loss": float(step)}}
+        return {**scores, "test": {"accuracy": 0.5, "loss": 0.0}} if step == 0 else scores
 
     return evaluate
 
@@ -39,6 +39,8 @@ def test_the_hook_evaluates_at_step_0_every_eval_every_steps_and_the_last_step()
     assert torch.equal(calls[0][1], torch.ones(2))  # step 0 is the initial prompt
     assert curve.points == [(0, 0.1), (3, 0.2), (6, 0.3), (8, 0.4)] and curve.zero_step == {"dev": 0.1, "test": 0.5}
     assert curve.selected_step(8) == 8 and torch.equal(module.weight.detach(), calls[-1][1])  # last: as trained
+    assert curve.selected_dev == {"accuracy": 0.4, "loss": 8.0}  # the last step's dev metrics: never scored again
+    assert curve.initial == {"dev": {"accuracy": 0.1, "loss": 0.0}, "test": {"accuracy": 0.5, "loss": 0.0}}
     assert module.training
 
 
@@ -47,7 +49,7 @@ def test_best_dev_picks_the_earliest_best_step_and_ends_with_its_weights():
     curve = DevCurve(scripted({0: 0.5, 2: 0.7, 4: 0.7, 6: 0.6}, calls), every=2, rule="best_dev")
     module = scalar_module()
     train(module, iter(range(6)), quadratic, TrainConfig(steps=6, seed=0, dev=curve), "best-test")
-    assert curve.selected_step(6) == 2
+    assert curve.selected_step(6) == 2 and curve.selected_dev == {"accuracy": 0.7, "loss": 2.0}  # step 2's, not 4's
     assert torch.equal(module.weight.detach(), calls[1][1])  # the weights seen at step 2
     assert not torch.equal(calls[1][1], calls[2][1])  # and training did move them after it
 
@@ -88,3 +90,5 @@ def test_a_resumed_run_keeps_its_curve_and_its_best_state(tmp_path, kill_after):
     train(resumed, iter(range(6)), quadratic, config, "re")
     assert resumed_curve.points == reference.points and resumed_curve.zero_step == reference.zero_step
     assert resumed_curve.selected_step(6) == 2 and torch.equal(resumed.weight, expected.weight)
+    assert resumed_curve.selected_dev == reference.selected_dev == {"accuracy": 0.9, "loss": 2.0}
+    assert resumed_curve.initial == reference.initial

@@ -8,7 +8,9 @@ from pipeline.data.prepared import TaskInfo
 from pipeline.training.distill import distill
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodContext, build_method
-from pipeline.config.params import DistillSettings, ModelSettings, StepSettings
+from pipeline.config.params import DevSettings, DistillSettings, ModelSettings, StepSettings
+from pipeline.training import fit as fit_module
+from pipeline.training.evaluate import evaluate_prompt
 from pipeline.training.fit import fit_and_evaluate, teacher_outputs
 from pipeline.training.loop import TrainConfig, train
 from tiny import tiny_backbone
@@ -58,6 +60,50 @@ def test_prompt_tuning_learns_and_never_touches_the_backbone(kind):
     assert all(torch.equal(before[k], v) for k, v in backbone.model.state_dict().items())  # frozen
     assert run.trainable_params == MODEL.prompt_length * backbone.hidden_size
     assert set(run.metrics) == {"dev", "test"} and 0 <= run.metrics["test"]["accuracy"] <= 1
+
+
+def counted_passes(monkeypatch) -> list[tuple[str, ...]]:
+    """The splits of every evaluation pass fit_and_evaluate makes, in order."""
+    passes: list[tuple[str, ...]] = []
+
+    def counting(backbone, prompt, task, splits, *args, **kwargs):
+        passes.append(tuple(splits))
+        return evaluate_prompt(backbone, prompt, task, splits, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "evaluate_prompt", counting)
+    return passes
+
+
+@pytest.mark.parametrize("select", ["best_dev", "last"])
+def test_dev_is_scored_once_per_curve_point_and_the_selected_points_metrics_are_the_final_ones(monkeypatch, select):
+    """No dev pass after training: the selected state's dev metrics come from the curve, and they equal a fresh
+    scoring of the prompt the run ends with, metric for metric (mcc too)."""
+    backbone = tiny_backbone("causal")
+    task = toy_task(backbone)
+    module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, 0))
+    config = TrainConfig(steps=6, param_groups=groups, warmup_steps=0, seed=0)
+    passes = counted_passes(monkeypatch)
+    run = fit_and_evaluate(backbone, module, task, MODEL, config, "once", ("mcc",), DevSettings(3, select))
+    assert passes == [("dev", "test"), ("dev",), ("dev",), ("test",)]  # steps 0, 3, 6, then test alone
+    fresh = evaluate_prompt(backbone, run.module.eval(), task, ("dev", "test"), MODEL.eval_batch_size, ("mcc",))
+    assert run.metrics == fresh and set(run.metrics["dev"]) >= {"accuracy", "macro_f1", "loss", "mcc"}
+    assert run.metrics["dev"]["accuracy"] == dict(run.selection["dev_curve"])[run.selection["selected_step"]]
+
+
+def test_a_run_from_an_already_scored_starting_state_does_not_score_it_again(monkeypatch):
+    """Another k of one adapt@ stage starts from the same prompt: its step-0 metrics are handed over, not rescored,
+    and its zero-step record is the same."""
+    backbone = tiny_backbone("causal")
+    task = toy_task(backbone)
+    runs, passes = [], counted_passes(monkeypatch)
+    for initial in (None, "first"):
+        module, groups = build_method("pt", MethodContext(backbone, MODEL, STEPS, 0))
+        config = TrainConfig(steps=2, param_groups=groups, warmup_steps=0, seed=0)
+        known = runs[0].initial if initial else None
+        runs.append(fit_and_evaluate(backbone, module, task, MODEL, config, "k", (), DevSettings(5), initial=known))
+    assert passes == [("dev", "test"), ("dev",), ("test",), ("dev",), ("test",)]  # step 0 scored by the first only
+    assert runs[1].selection == runs[0].selection and runs[1].metrics == runs[0].metrics
+    assert set(runs[0].initial) == {"dev", "test"} and runs[0].initial["dev"]["accuracy"] == runs[0].selection["zero_step"]["dev"]
 
 
 def test_same_seed_same_prompt():

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import hashlib
 
+import torch
+import transformers
 from torch import nn
 
 from pipeline.config.method_inputs import KNOBS
-from pipeline.config.params import tracked_keys
+from pipeline.config.params import ModelSettings, NumericsSettings, tracked_keys
 from pipeline.config.schema import Params
+from pipeline.data.batching import TaskData
 from pipeline.data.fewshot import few_shot_task
 from pipeline.errors import PipelineError
 from pipeline.flows.runs import FinishedRun, artifact_meta, checkpointer, open_backbone, open_task, task_meta
 from pipeline.flows.runs import write_run_folders
-from pipeline.layout import k_label, stage_dir, stage_name, timing_file
+from pipeline.layout import MEMO_DIR, k_label, stage_dir, stage_name, timing_file
 from pipeline.methods import MethodContext, build
+from pipeline.model.backbone import Backbone
+from pipeline.model.precision import dtype_name
+from pipeline.store.memo import remembered
 from pipeline.store.tracking import read_sections
 from pipeline.training.fit import evaluate_template, fit_and_evaluate
 from pipeline.training.loop import TrainConfig
@@ -39,9 +45,10 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
     # results/method_inputs/<method>.json); its checkpoint is valid for them and dvclive logs them.
     stage, keys = stage_name(target, method, seed), (*tracked_keys("adapt", target), *KNOBS[method])
     runs, resumes = {}, []
-    # The template alone (no prompt, no training) on the test split: the same for every k, method and seed, and
-    # one pass over test (~2% of a stage's time), so each stage scores it rather than a stage of its own.
-    template = round(evaluate_template(backbone, task, model), 6)
+    template = template_accuracy(backbone, task, model, params.numerics)
+    # Step-0 metrics per starting state: most methods start every k from the same prompt (the k-shot draw cuts the
+    # training split only), so the stage scores that prompt on dev and test once, not once per k.
+    initial: dict[str, dict[str, dict[str, float]]] = {}
     for k in spec.k_shot:
         shot = few_shot_task(task, k, seed)
         # Method inputs: the target (spot, cpt, ptuning), the source teachers (spot, attempt), the per-method knobs.
@@ -51,16 +58,20 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
         )
         built = build(method, context)
         rows = hashlib.sha256(repr(shot.splits["train"].token_ids).encode()).hexdigest()[:16]
+        start = _init_identity(built.module)
         resume = checkpointer(
             f"{stage}/{k_label(k)}", params, keys, backbone, seed=seed, k=k, rows=rows,
-            data=task.info.source_sha256, init=_init_identity(built.module),
+            data=task.info.source_sha256, init=start,
         )
         config = TrainConfig(
             steps=steps.steps, param_groups=built.groups, warmup_steps=steps.warmup_steps, seed=seed, checkpoint=resume
         )
         trained = fit_and_evaluate(
-            backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics, params.dev
+            backbone, built.module, shot, model, config, f"{stage} k={k}", spec.metrics, params.dev,
+            initial=initial.get(start),
         )
+        if trained.initial is not None:
+            initial.setdefault(start, trained.initial)
         summary = {"target": target, "method": method, "seed": seed, "k": k,
                    "train_examples": len(shot.splits["train"]), **trained.summary(), **built.extras}
         summary["majority_rate"] = trained.metrics["test"]["majority_rate"]
@@ -74,6 +85,24 @@ def run(params: Params, target: str, method: str, seed_text: str) -> str:
         resume.clear()
     scores = ", ".join(f"k={k}: {r.metrics['test']['accuracy']:.3f}" for k, r in zip(spec.k_shot, runs.values()))
     return f"{method} on {target}, seed {seed}: test accuracy {scores} -> {out}"
+
+
+def template_accuracy(backbone: Backbone, task: TaskData, model: ModelSettings, numerics: NumericsSettings) -> float:
+    """Test accuracy of the template alone (no prompt, no training), the same for every method, seed and k of a
+    target: the target's first adapt@ stage scores it, the others read it back (pipeline.store.memo).
+
+    The key names what the score is computed from; each is an input every adapt@ stage already depends on, so a
+    stage that reads the memo writes the bytes it would have computed.
+    """
+    test = task.splits["test"]
+    rows = hashlib.sha256(repr((test.token_ids, test.labels, test.markers)).encode()).hexdigest()
+    payload = {
+        "score": "template_accuracy", "task": task.name, "rows": rows, "label_words": task.labels.token_ids,
+        "backbone": backbone.info.fingerprint, "dtype": dtype_name(backbone.dtype), "device": backbone.device.type,
+        "numerics": numerics.record(), "eval_batch_size": model.eval_batch_size,
+        "torch": torch.__version__, "transformers": transformers.__version__,
+    }
+    return remembered(MEMO_DIR, payload, lambda: round(evaluate_template(backbone, task, model), 6))
 
 
 def _init_identity(module: nn.Module) -> str:

@@ -89,7 +89,7 @@ def write_run(
             save_tensors(tmp / f"{name}.safetensors", group, meta)
         write_json(tmp / "metrics.json", metrics)
         log_run(stage, params, metrics, result.history)
-    write_json(timing_file, {"train_seconds": round(result.seconds, 2)})  # after: the run is whole without it
+    write_json(timing_file, _timing(result))  # after: the run is whole without it
 
 
 @dataclass
@@ -132,7 +132,12 @@ def write_run_folders(
             write_json(tmp / name / "metrics.json", run.metrics)
             write_json(tmp / name / "history.json", [_rounded(record) for record in run.result.history])
         log_run(stage, params, {name: run.metrics for name, run in runs.items()}, history, curves=curves)
-        write_json(timing_file, {name: {"train_seconds": round(run.result.seconds, 2)} for name, run in runs.items()})
+        write_json(timing_file, {name: _timing(run.result) for name, run in runs.items()})
+
+
+def _timing(result: TrainResult) -> dict[str, float]:
+    """Wall times of a run: the training loop, and the part of it spent scoring the dev curve."""
+    return {"train_seconds": round(result.seconds, 2), "dev_seconds": round(result.dev_seconds, 2)}
 
 
 def _rounded(record: dict[str, float]) -> dict[str, float]:

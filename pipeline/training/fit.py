@@ -27,6 +27,9 @@ class SingleTaskRun:
     metrics: dict[str, dict[str, float]]
     trainable_params: int
     selection: dict = field(default_factory=dict)  # the dev curve, the rule and selected step, the zero-step scores
+    # The initial prompt's metrics per split (dev, test), where a dev curve scored it: a caller that starts another
+    # run from the same state (another k of one adapt@ stage) hands them back rather than scoring it again.
+    initial: dict[str, dict[str, float]] | None = None
 
     def summary(self) -> dict:
         return {
@@ -48,13 +51,17 @@ def fit_and_evaluate(
     description: str,
     extra: tuple[str, ...] = (),
     dev: DevSettings | None = None,
+    initial: dict[str, dict[str, float]] | None = None,
 ) -> SingleTaskRun:
     """Train ``module`` on ``task``'s train split, then score dev and test.
 
     ``module(batch)`` gives what the backbone reads for that batch: a (l, d) or (B, l, d) prompt or a ``Prompt``.
     ``extra`` names optional metrics to compute as well (a task's ``metrics``, e.g. ``("mcc",)``).
     With ``dev`` (eval_every > 0), dev accuracy is recorded at step 0, every eval_every steps and the last step,
-    the test split is scored at step 0 as well, and dev/test are scored on the checkpoint ``dev.select`` picks.
+    the test split is scored at step 0 as well, and test is scored on the checkpoint ``dev.select`` picks; that
+    checkpoint's dev metrics are the curve's own, never scored twice. ``initial``: the step-0 metrics of this very
+    starting state on this task's dev and test splits (:attr:`SingleTaskRun.initial` of an earlier run), used
+    instead of scoring it again.
     """
     device = backbone.device
     train_split = task.splits["train"]
@@ -70,15 +77,18 @@ def fit_and_evaluate(
     curve = None
     if dev is not None and dev.eval_every > 0:
 
-        def accuracies(prompt_module: nn.Module, step: int) -> dict[str, float]:
+        def scores(prompt_module: nn.Module, step: int) -> dict[str, dict[str, float]]:
+            if step == 0 and initial is not None:
+                return initial
             splits = ("dev", "test") if step == 0 else ("dev",)  # test only for the zero-step score
-            scores = evaluate_prompt(backbone, prompt_module, task, splits, model.eval_batch_size)
-            return {split: scores[split]["accuracy"] for split in splits}
+            # Every metric, not accuracy alone: the selected step's dev metrics are the run's final ones.
+            return evaluate_prompt(backbone, prompt_module, task, splits, model.eval_batch_size, extra)
 
-        curve = DevCurve(accuracies, dev.eval_every, dev.select)
+        curve = DevCurve(scores, dev.eval_every, dev.select)
         config = replace(config, dev=curve)
     result = train(module, batches, compute_loss, config, description)
-    run = _evaluated(backbone, module, task, model, result, params, extra, description)
+    known = {"dev": curve.selected_dev} if curve is not None and curve.selected_dev is not None else {}
+    run = _evaluated(backbone, module, task, model, result, params, extra, description, known)
     if curve is not None:
         run.selection = {
             "dev_curve": [[step, round(accuracy, 6)] for step, accuracy in curve.points],
@@ -86,6 +96,7 @@ def fit_and_evaluate(
             "selected_step": curve.selected_step(config.steps),
             "zero_step": {split: round(accuracy, 6) for split, accuracy in sorted(curve.zero_step.items())},
         }
+        run.initial = curve.initial
     return run
 
 
@@ -113,9 +124,14 @@ def _evaluated(
     params: int,
     extra: tuple[str, ...] = (),
     description: str | None = None,
+    known: dict[str, dict[str, float]] | None = None,
 ) -> SingleTaskRun:
+    """Dev and test metrics of ``module`` as it is; a split in ``known`` (its metrics for this state) is not scored."""
     module.eval()
-    metrics = evaluate_prompt(backbone, module, task, ("dev", "test"), model.eval_batch_size, extra, description)
+    known = known or {}
+    missing = tuple(split for split in ("dev", "test") if split not in known)
+    scored = evaluate_prompt(backbone, module, task, missing, model.eval_batch_size, extra, description)
+    metrics = {split: dict(known[split]) if split in known else scored[split] for split in ("dev", "test")}
     return SingleTaskRun(module=module, result=result, metrics=metrics, trainable_params=params)
 
 

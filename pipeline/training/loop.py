@@ -40,6 +40,7 @@ class TrainResult:
     history: list[dict[str, float]]
     steps: int
     seconds: float
+    dev_seconds: float = 0.0  # of ``seconds``, the dev evaluations after step 0 (the initial one precedes the clock)
 
     @property
     def final_loss(self) -> float:
@@ -86,7 +87,7 @@ def train(
         next(batches)  # replay the seeded batch stream up to the checkpoint
     module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
-    started = time.perf_counter()
+    started, dev_seconds = time.perf_counter(), 0.0
     progress = tqdm(
         range(start, config.steps), desc=description, initial=start, total=config.steps,
         disable=not accelerator.is_local_main_process,
@@ -116,12 +117,15 @@ def train(
         history.append(record)
         progress.set_postfix(loss=f"{record['loss']:.4f}")
         if dev and dev.due(step + 1, config.steps):
+            evaluating = time.perf_counter()
             dev.record(step + 1, accelerator.unwrap_model(module))
+            dev_seconds += time.perf_counter() - evaluating
         if config.checkpoint and config.checkpoint.due(step, config.steps) and accelerator.is_main_process:
             config.checkpoint.save(step + 1, accelerator.unwrap_model(module), optimizer, schedule, history, dev)
     if dev:
         dev.select(accelerator.unwrap_model(module))
-    return TrainResult(history=history, steps=config.steps, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TrainResult(history=history, steps=config.steps, seconds=seconds, dev_seconds=dev_seconds)
 
 
 def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:

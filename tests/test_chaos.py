@@ -30,9 +30,10 @@ def load_script():
 def test_stopped_stage_resumes_to_identical_artifacts_for_each_signal(tiny_run, monkeypatch, capsys):
     chaos = load_script()
     monkeypatch.setattr(chaos, "tiny_repo", tiny_run.copy)
-    # Two tries at most per signal: a loaded machine may make one kill come too late, not two in a row.
-    argv = ["--kills", "1", "--max-tries", "2", "--signals", "KILL", "TERM", "INT", "--stages", "distill",
-            "--steps", "36", "--seed", "1"]
+    # 120 steps: training takes a couple of seconds, long enough to see two checkpoints and land in the next;
+    # three tries at most per signal: a loaded machine may make a kill come too late, not three in a row.
+    argv = ["--kills", "1", "--max-tries", "3", "--signals", "KILL", "TERM", "INT", "--stages", "distill",
+            "--steps", "120", "--seed", "1"]
     monkeypatch.setattr(sys, "argv", [str(SCRIPT), *argv])
     code = chaos.main()
     output = capsys.readouterr().out

@@ -47,23 +47,28 @@ def run(checkpoint, kill_at=None, dev=None):
     # run must end on the kept state from the checkpoint, not on its trained weights.
     (8, DevSettings(eval_every=2, select="best_dev")), (12, DevSettings(eval_every=2, select="last")),
 ])
-def test_resume_after_a_kill_is_bit_identical(tmp_path, kill_at, dev):
+def test_resume_after_a_kill_is_bit_identical(tmp_path, kill_at, dev, capsys):
     reference = run(None, dev=dev)
     checkpoint = Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="f")
     with pytest.raises(Killed):
         run(checkpoint, kill_at=kill_at, dev=dev)
+    saved = (tmp_path / "ckpt" / "state.json").is_file()  # not when killed before the first checkpoint
+    capsys.readouterr()
     resumed = run(checkpoint, dev=dev)
+    assert ("ckpt-test: resuming after step " in capsys.readouterr().err) == saved  # scripts/chaos.py counts it
     assert torch.equal(resumed.module.weight, reference.module.weight)
     assert [h["loss"] for h in resumed.result.history] == [h["loss"] for h in reference.result.history]
     assert resumed.metrics == reference.metrics and resumed.selection == reference.selection
     assert (dev is None) == (resumed.selection == {})
 
 
-def test_checkpoint_of_other_inputs_is_ignored(tmp_path):
+def test_checkpoint_of_other_inputs_is_ignored(tmp_path, capsys):
     reference = run(None)
     with pytest.raises(Killed):
         run(Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="old"), kill_at=5)
+    capsys.readouterr()
     fresh = run(Checkpointer(tmp_path / "ckpt", every=3, run_fingerprint="new"))
+    assert "resuming" not in capsys.readouterr().err
     assert torch.equal(fresh.module.weight, reference.module.weight)
 
 

@@ -6,6 +6,7 @@ Only the prompt module's parameters are optimised; the backbone is frozen and ne
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ def train(
     start, history = config.checkpoint.restore(module, optimizer, schedule, dev) if config.checkpoint else (0, [])
     if dev and start == 0 and dev.due(0, config.steps):
         dev.record(0, module)  # the initial prompt: the method's zero-step score
+    if start and accelerator.is_local_main_process:
+        # Says that the rerun continues rather than starts over (scripts/chaos.py counts these lines).
+        print(f"{description}: resuming after step {start} of {config.steps} from the checkpoint in "
+              f"{config.checkpoint.folder}", file=sys.stderr, flush=True)
     for _ in range(start):
         next(batches)  # replay the seeded batch stream up to the checkpoint
     module, optimizer = accelerator.prepare(module, optimizer)

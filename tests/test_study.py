@@ -276,10 +276,11 @@ def test_the_study_report_says_which_phase_was_cut_short(tmp_path):
     path = write(tmp_path, spec)
     folder = tmp_path / "out" / "base"
     folder.mkdir(parents=True)
-    runs_frame([("a", "pt", "16", 0, 0.5, 0.4, 0.45), ("a", "mpt", "16", 0, 0.6, 0.5, 0.45)]).to_csv(
-        folder / "transfer.csv", index=False)
+    runs = runs_frame([("a", "pt", "16", 0, 0.5, 0.4, 0.45), ("a", "mpt", "16", 0, 0.6, 0.5, 0.45)])
+    runs.assign(train_seconds=1800.0).to_csv(folder / "transfer.csv", index=False)
     record = {"phase": "base", "commit": "abc1234def", "set": {}, "stages": [],
               "partial": {"seeds": [0], "runs": 2, "planned": 6}}
     (folder / "phase.json").write_text(json.dumps(record))
     text = write_study_report(path, tmp_path).read_text()
     assert "[base](base/transfer.md) (cut short: seeds 0 only, 2 of its 6 runs)" in text
+    assert "1.0 h of stage time" in text  # its runs' training loops: 1800 s each

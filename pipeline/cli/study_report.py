@@ -240,13 +240,14 @@ def write_study_report(study_file: Path, root: Path) -> Path:
     study = load_study(study_file, root)
     phases, missing = read_phases(study.out, [p.name for p in study.phases])
     commits = sorted({p.record["commit"][:9] for p in phases})
-    hours = sum(p.record.get("seconds", 0) for p in phases) / 3600
+    hours = sum(_phase_seconds(p) for p in phases) / 3600
     base_keys = _base_keys(study)
     lines = [
         f"# Study `{study.name}`",
         "",
         f"Written by `python -m pipeline study {Path(study_file).as_posix()}` from the phases below "
-        f"(run at commit {', '.join(commits) or '–'}, {hours:.1f} h of stage time on this machine). Scores are test "
+        f"(run at commit {', '.join(commits) or '–'}, {hours:.1f} h of stage time on this machine; a phase cut short "
+        "counts its training loops only). Scores are test "
         "accuracy, mean [95 % t-interval] over seeds; differences are paired by seed (same few-shot draw and batch "
         "order). Each phase's own report (transfer.md, charts, summary.csv) is in its folder.",
         "",
@@ -277,6 +278,13 @@ def write_study_report(study_file: Path, root: Path) -> Path:
     path = study.out / README
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _phase_seconds(phase: PhaseResult) -> float:
+    """The phase's recorded wall time; a phase cut short recorded none, so the sum of its runs' training loops."""
+    if "seconds" in phase.record:
+        return float(phase.record["seconds"])
+    return float(phase.runs["train_seconds"].sum()) if "train_seconds" in phase.runs else 0.0
 
 
 def _partial_text(phase: PhaseResult) -> str:

@@ -45,6 +45,14 @@ def test_p1_in_bf16_and_p1d_end_with_their_ratio(args, start):
     assert last.startswith(start) and "bfloat16" in last and NUMBER_AT_END.search(last), last
 
 
+def test_step_profile_groups_every_operator_and_ends_with_the_share_outside_matmuls():
+    lines = run_benchmark("p8_profile", "--tiny", "--repeats", "1", "--warmup", "1", "--dtypes", "float32")
+    shares = [float(row.split("|")[3].strip().rstrip("%")) for row in lines
+              if row.startswith("| ") and row.count("|") == 4 and not row.startswith("| group")]
+    assert 95 <= sum(shares) <= 105, lines  # the groups share out the whole step (rounded percentages)
+    assert re.fullmatch(r"share of operator time outside matrix products: float32 0\.\d\d", lines[-1]), lines[-1]
+
+
 def test_evaluation_benchmark_ends_with_its_ratio():
     last = run_benchmark("e1_eval_rows", "--tiny", "--repeats", "1", "--rows", "40", "--eval-batch", "8")[-1]
     assert last.startswith("E1 ") and NUMBER_AT_END.search(last), last

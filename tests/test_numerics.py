@@ -29,8 +29,9 @@ HOSTILE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "COMPATIB
 MATH_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "MKL_DYNAMIC", "ATEN_CPU_CAPABILITY")
 
 # tests/numerics_run.py's digest under threads 2, cpu_math portable: recorded on an AMD EPYC (Zen 3, AVX2) under
-# these versions. portable promises these bytes on every x86-64 CPU with AVX2; a machine that makes others has
-# numerics this project does not know of, and this test names it.
+# these versions; a Zen 4 (AVX-512, AVX512-BF16) under transformers 5.25.0 made the same bytes. portable promises
+# these bytes on every x86-64 CPU with AVX2; a machine that makes others has numerics this project does not know of,
+# and this test names it.
 GOLDEN = "2097600cc1256f9f8ef937bc9c66182081b996e81f17c0c85656b844a4ff6b06"
 GOLDEN_VERSIONS = {"torch": "2.13.0+cpu", "transformers": "5.24.0"}
 
@@ -89,10 +90,6 @@ def golden_skip_reason() -> str | None:
         return "this torch is built without MKL, whose COMPATIBLE branch the portable digest was made with"
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):  # this process's kernels: none pinned
         return f"this CPU lacks AVX2 (torch runs {torch.backends.cpu.get_cpu_capability()} kernels)"
-    found = {"torch": torch.__version__, "transformers": transformers.__version__}
-    if found != GOLDEN_VERSIONS:
-        return (f"the golden digest was recorded under {GOLDEN_VERSIONS}, this is {found}: other kernels or model code; "
-                "record it again with `python tests/numerics_run.py 2 portable`")
     return None
 
 
@@ -102,6 +99,12 @@ def test_a_short_portable_run_makes_the_recorded_bytes():
         pytest.skip(reason)
     made = tiny_training(2, "portable", OMP_NUM_THREADS="1")
     assert made["kernels"] == "AVX2" and made["mkl_branch"] in ("COMPATIBLE", None)
+    found = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if made["digest"] != GOLDEN and found != GOLDEN_VERSIONS:
+        # Other library versions may change kernels or model code, so other bytes are not this machine's fault; the
+        # same bytes under other versions (5.24 -> 5.25 did) still check the machine, so the run always happens.
+        pytest.skip(f"other bytes under other versions: the golden digest was recorded under {GOLDEN_VERSIONS}, "
+                    f"this is {found}; record it again with `python tests/numerics_run.py 2 portable`")
     assert made["digest"] == GOLDEN, (
         f"this machine ({platform.processor() or platform.machine()}) trains other bytes than the recorded run under "
         "numerics.cpu_math: portable: its CPU numerics differ in a way MKL_CBWR=COMPATIBLE and torch's AVX2 kernels "

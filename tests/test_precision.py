@@ -67,3 +67,22 @@ def test_bf16_scores_stay_close_to_fp32(folder):
         with torch.inference_mode():
             scores[dtype] = backbone(prompt, encoded["input_ids"], encoded["attention_mask"], labels).logits
     assert torch.allclose(scores[torch.float32], scores[torch.bfloat16], atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.float32, "sdpa"), (torch.bfloat16, "eager")])
+def test_bf16_on_a_cpu_attends_eagerly_and_fp32_keeps_sdpa(folder, dtype, expected):
+    # SDPA's bf16 backward on a CPU costs 2.4x its fp32 one (benchmarks/p8_profile.py); fp32 must keep its bytes.
+    assert load_backbone(folder, dtype=dtype).model.config._attn_implementation == expected
+
+
+def test_eager_and_sdpa_attention_give_the_same_bf16_scores(folder):
+    backbone = load_backbone(folder, dtype=torch.bfloat16)
+    prompt = backbone.sample_vocab_embeddings(4, torch.Generator().manual_seed(0))
+    encoded = backbone.tokenize(TEXTS, max_length=32)
+    labels = backbone.label_words([" positive", " negative", " spam"], "test")
+    scores = {}
+    for implementation in ("eager", "sdpa"):
+        backbone.model.config._attn_implementation = implementation
+        with torch.inference_mode():
+            scores[implementation] = backbone(prompt, encoded["input_ids"], encoded["attention_mask"], labels).logits
+    assert torch.allclose(scores["eager"], scores["sdpa"], atol=0.05, rtol=0.02)

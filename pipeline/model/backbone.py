@@ -23,6 +23,7 @@ from transformers import (
 
 from pipeline.errors import PipelineError
 from pipeline.config.schema import BACKBONE_KINDS as KINDS
+from pipeline.model.precision import attention_implementation
 
 INFO_FILE = "backbone.json"
 
@@ -394,6 +395,10 @@ def load_backbone(folder: Path, device: torch.device | str = "cpu", dtype: torch
     info = BackboneInfo(**json.loads(info_path.read_text(encoding="utf-8")))
     auto = AutoModelForCausalLM if info.kind == "causal" else AutoModelForSeq2SeqLM
     # trust_remote_code stays off: only architectures that transformers ships are loaded.
-    model = auto.from_pretrained(folder, dtype=dtype, trust_remote_code=False, use_safetensors=True)
+    attention = attention_implementation(dtype, device)
+    model = auto.from_pretrained(
+        folder, dtype=dtype, trust_remote_code=False, use_safetensors=True,
+        **({"attn_implementation": attention} if attention else {}),
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return Backbone(model.to(device), tokenizer, info)

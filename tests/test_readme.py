@@ -28,7 +28,7 @@ EXPORT = "tests/test_export.py::test_export_command"
 EXPORT_MPT = "tests/test_export_mpt.py::test_export_command_picks_the_format"
 PREDICT_TEXT = "tests/test_predict.py::test_predictions_are_the_argmax_of_our_scores"
 PREDICT_FILE = "tests/test_predict.py::test_file_gives_one_line_per_non_empty_line_in_order"
-RUN = "results/adapt/sms_spam-mpt/seed0/kall"  # the README's run folder; the tests use a toy one
+RUN = "results/adapt/sms_spam-mpt/seed0/k16"  # the README's run folder; the tests use a toy one
 
 # README command -> (what runs it: "tests/<file>.py::<test>", "CI: <file>" or BY_HAND; the code that shows it does)
 COVERED: dict[str, tuple[str, str]] = {

@@ -3,6 +3,7 @@
 Checks the promises of the pipeline's DVC layout: every stage runs; a forced rerun repeats every artifact; a new
 target, seed or method adds only its own stages (plus the report). The one full `dvc repro` is the session's shared
 ``tiny_run`` (tests/conftest.py); the tests that change the repo share one copy of it, in the order written here.
+Adding the other six methods is the shared ``every_method_run``'s own `dvc repro`, read here.
 That `dvc exp run -S` experiments show up in `dvc exp show --json` with their params and metrics is checked on the
 user guide's repo (tests/test_user_guide.py), which runs the README's experiments anyway.
 """
@@ -226,17 +227,16 @@ def test_adding_a_target_and_a_seed_runs_only_their_stages(repo):
     assert "**tgt_b**, k=all, 2 seeds" in (repo / "reports" / "transfer.md").read_text()
 
 
-def test_adding_every_other_method_runs_only_their_stages(repo):
-    """Runs after the target test: the six other methods join, and only their adapt@ stages and the report run."""
-    params_path = repo / "params.yaml"
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
-    # Keeps the test short (6 adapt@ stages, not 12): dropping a seed or a target reruns nothing but the report.
-    params["seeds"], params["target_tasks"] = [0], ["tgt_a"]
+def test_adding_every_other_method_runs_only_their_stages(every_method_run):
+    """The six other methods join the tiny run, and only their adapt@ stages and the report run: read from the
+    shared every-method run (tests/conftest.py), whose one `dvc repro` is that change, and which test_graph*.py
+    start from."""
+    repo = every_method_run.repo
     new = ["spot", "mpt_full", "attempt", "prefix", "ptuning", "cpt"]
-    params["adapt"]["methods"] += new
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    methods = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))["adapt"]["methods"]
+    assert sorted(methods) == sorted(["mpt", "pt", *new])  # the change: these six added to the tiny run's two
     expected = {"report"} | {f"adapt@tgt_a-{m}-0" for m in new}
-    assert ran_stages(dvc(repo, "repro").stdout) == expected
+    assert ran_stages(every_method_run.repro_output) == expected
     rows = (repo / "reports" / "transfer.csv").read_text().splitlines()[1:]
     assert {r.split(",")[1] for r in rows} == {"mpt", "pt", *new}
     spot = json.loads((repo / "results/adapt/tgt_a-spot/seed0/kall/metrics.json").read_text())

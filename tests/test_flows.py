@@ -193,7 +193,7 @@ def test_report_reads_every_planned_run(adapted):
 
 
 def test_distill_refuses_teacher_outputs_computed_under_another_dtype(taught, tmp_path):
-    """A teacher's cached outputs are the student's targets: outputs scored in bf16 must not train an fp32 student
+    """A teacher's cached outputs are the student's targets: outputs scored in bf16 must not train an fp32 student, nor the other way round
     (issue 11). The refusal is one line naming the file and the stage to rerun; prompts alone would load."""
     from pipeline.store.tensors import load_tensors, save_tensors
 
@@ -201,11 +201,13 @@ def test_distill_refuses_teacher_outputs_computed_under_another_dtype(taught, tm
     shutil.copytree(taught, copy)
     teacher = copy / source_dir("src_a") / "teacher.safetensors"
     tensors, meta = load_tensors(teacher, "source@src_a")
-    save_tensors(teacher, tensors, {**meta, "backbone_dtype": "bfloat16"})
+    # the dtype this machine did not use: backbone.dtype auto is bfloat16 on a CPU with native bf16
+    other = "float32" if meta["backbone_dtype"] == "bfloat16" else "bfloat16"
+    save_tensors(teacher, tensors, {**meta, "backbone_dtype": other})
     with inside(copy), pytest.raises(PipelineError) as error:
         distill.run(params(copy))
     message = str(error.value)
-    assert "teacher.safetensors" in message and "backbone_dtype='bfloat16'" in message
+    assert "teacher.safetensors" in message and f"backbone_dtype='{other}'" in message
     assert "rerun `dvc repro source@src_a`" in message and "\n" not in message
 
 

@@ -4,13 +4,15 @@
 every test here edits params.yaml (or forces a stage) in its own copy of one repo and compares the stages a real
 `dvc repro` runs with the stages that read what changed; the deps DVC records are read from dvc.lock.
 
-The repo is the shared tiny run (tests/conftest.py) with all eight target methods added: one target, one seed.
+The repo is the shared tiny run with all eight target methods added, run once for the suite (``every_method_run``,
+tests/conftest.py): one target, one seed. Here the adapt@ runs' own inputs (the deps they record, a method's knob, a
+shared key, a rerun that repeats its outputs); the changes upstream of them (distill, the sources) are in
+tests/test_graph_upstream.py, a file of its own so that the two halves run on both test workers at once.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from pipeline.config.method_inputs import KNOBS, SHARED_KEYS
 from pipeline.config.schema import METHODS
 from pipeline.store.atomic import sha256_file
 from pipeline.store.tracking import read_sections
-from test_end_to_end import BINARY, dvc, git, ran_stages, task_spec, write_task_csv
+from test_end_to_end import dvc, ran_stages
 
 STANDALONE = ("pt", "prefix", "ptuning", "cpt")  # read no other stage's training output
 DISTILLED = ("mpt", "mpt_full")  # read distill's P and factors
@@ -31,24 +33,10 @@ def adapt(*methods: str) -> set[str]:
     return {f"adapt@tgt_a-{method}-0" for method in methods}
 
 
-@pytest.fixture(scope="module")
-def every_method(tiny_run, tmp_path_factory) -> Path:
-    """The tiny run with every target method, run and committed (8 adapt@ stages)."""
-    repo = tiny_run.copy(tmp_path_factory.mktemp("graph"))
-    edit_params(repo, lambda params: params["adapt"].update(methods=list(METHODS)))
-    dvc(repo, "repro")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "every method")
-    return repo
-
-
 @pytest.fixture
-def repo(every_method, tmp_path) -> Path:
-    """A private copy of ``every_method`` (its git history and DVC cache, not .dvc/tmp) for one test's edits."""
-    target = tmp_path / "repo"
-    dvc_dir = every_method / ".dvc"
-    shutil.copytree(every_method, target, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d) == dvc_dir else [])
-    return target
+def repo(every_method_run, tmp_path) -> Path:
+    """A private copy of the every-method run (its git history and DVC cache, not .dvc/tmp) for one test's edits."""
+    return every_method_run.copy(tmp_path)
 
 
 def edit_params(repo: Path, change) -> None:
@@ -66,9 +54,10 @@ def lock(repo: Path) -> dict:
     return yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))["stages"]
 
 
-def test_each_run_records_as_deps_only_the_files_its_method_reads(every_method):
+def test_each_run_records_as_deps_only_the_files_its_method_reads(every_method_run):
     """dvc.lock: no adapt@ stage depends on results/source or results/distill; its method's inputs file names what
     it reads there, by hash; it tracks the shared params only (its own come through that file)."""
+    every_method = every_method_run.repo
     stages = lock(every_method)
     params = yaml.safe_load((every_method / "params.yaml").read_text(encoding="utf-8"))
     for method in METHODS:
@@ -91,20 +80,6 @@ def test_each_run_records_as_deps_only_the_files_its_method_reads(every_method):
     assert "results/source" in distill and not [path for path in distill if "timing" in path]
 
 
-def test_a_distill_change_reruns_the_runs_that_read_p_and_no_other(repo):
-    """mpt and mpt_full read P and the factors; pt, prefix, ptuning, cpt, spot and attempt do not."""
-    edit_params(repo, lambda params: params["distill"].update({"lambda": 0.3}))
-    assert repro(repo) == {"distill", "method_inputs", "report"} | adapt(*DISTILLED)
-
-
-def test_new_source_prompts_rerun_the_transfer_runs_and_no_standalone_run(repo):
-    """New teachers: distill and every method that reads P or the source prompts; never pt, prefix, ptuning, cpt."""
-    # select last: the trained prompt (best_dev may keep the untrained one, which the lr does not change)
-    edit_params(repo, lambda params: params["source"].update(lr=0.05, select="last"))
-    sources = {"source@src_a", "source@src_b", "distill", "method_inputs", "report"}
-    assert repro(repo) == sources | adapt(*DISTILLED, *FROM_SOURCES)
-
-
 def test_a_method_knob_reruns_that_methods_runs_only(repo):
     """adapt.cpt_epsilon is cpt's, adapt.ptuning_encoder ptuning's, adapt.factor_lr mpt's and mpt_full's."""
     edit_params(repo, lambda params: params["adapt"].update(cpt_epsilon=0.2, ptuning_encoder="lstm", factor_lr=0.1))
@@ -114,19 +89,6 @@ def test_a_method_knob_reruns_that_methods_runs_only(repo):
 def test_a_shared_key_reruns_every_run(repo):
     edit_params(repo, lambda params: params["adapt"].update(warmup_steps=2))
     assert repro(repo) == {"report"} | adapt(*METHODS)
-
-
-def test_adding_a_source_task_runs_its_stages_distill_and_the_transfer_runs_only(repo):
-    csv = repo.parent / "src_c.csv"
-    write_task_csv(csv, list(BINARY), rows=48, seed=5)
-
-    def add_source(params: dict) -> None:
-        params["tasks"]["src_c"] = task_spec(csv, BINARY)
-        params["source_tasks"].append("src_c")
-
-    edit_params(repo, add_source)
-    new = {"data@src_c", "source@src_c", "distill", "method_inputs", "report"}
-    assert repro(repo) == new | adapt(*DISTILLED, *FROM_SOURCES)
 
 
 def test_a_rerun_that_repeats_its_outputs_invalidates_nothing_after_it(repo):

@@ -99,6 +99,18 @@ def test_exact_trainable_set_and_count(method, kind, tmp_path):
         assert set(trainable) == {"cpt.delta_embedding.weight"}
 
 
+@pytest.mark.parametrize("method", list(TARGET_METHODS))
+def test_every_method_trains_on_a_bf16_backbone(method, tmp_path):
+    """backbone.dtype auto is bf16 on a CPU with native bf16: each method's own tensors stay fp32 and get gradients."""
+    backbone = tiny_backbone("causal")
+    backbone.model.to(torch.bfloat16)
+    ctx = context(backbone, tmp_path)
+    module, _, _ = build(method, ctx)
+    loss_on_batch(backbone, module, ctx.task).backward()
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in trainable), method
+
+
 def _source(folder, name) -> torch.Tensor:
     return load_file(str(folder / name / "prompt.safetensors"))["prompt"]
 

@@ -68,9 +68,10 @@ def build(ctx: MethodContext) -> Built:
     """``attempt``: frozen sources from results/source; target prompt (lr) from sampled vocabulary; projection
     at ``encoder_lr``."""
     sources = torch.stack(list(source_prompts(ctx, "attempt").values()))
-    embedding = ctx.backbone.input_embeddings
     with seeded(ctx.seed):
-        module = AttentionalMixture(sources, vocab_init(ctx), lambda ids: embedding(ids), HIDDEN)
+        # Backbone.embed: fp32 whatever backbone.dtype, as the projection is (a bf16 backbone's raw embedding
+        # module fed bf16 into the fp32 Linear and failed on CPUs with native bf16)
+        module = AttentionalMixture(sources, vocab_init(ctx), ctx.backbone.embed, HIDDEN)
     projection = [p for name, p in module.named_parameters() if name != "target"]
     groups = [
         {"params": [module.target], "lr": ctx.steps.lr},

@@ -69,9 +69,9 @@ def tiny_run(tmp_path_factory, worker_id) -> TinyRun:
 
 # The files whose tests run `dvc` end to end, longest first: xdist hands out whole files (--dist loadfile) in
 # collection order, so starting with these keeps one long file from running alone at the end.
-LONG_FILES = ("test_graph.py", "test_end_to_end.py", "test_fanout.py", "test_user_guide.py", "test_chaos.py", "test_full_disk.py",
-              "test_stop_signals.py", "test_benchmarks.py", "test_numerics.py", "test_distributed.py", "test_remote.py",
-              "test_concurrent_runs.py")
+LONG_FILES = ("test_graph.py", "test_end_to_end.py", "test_fanout.py", "test_user_guide.py", "test_chaos.py",
+              "test_full_disk.py", "test_stop_signals.py", "test_benchmarks.py", "test_numerics.py", "test_distributed.py",
+              "test_remote.py", "test_concurrent_runs.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

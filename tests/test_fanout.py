@@ -3,9 +3,9 @@
 Every clone starts from ``origin``: the tiny run at seeds [0, 1, 2] with one method (pt) and a local-folder DVC
 remote, committed; seed 0 ran in the tiny run itself. Two plain clones run their part with `dvc repro` and push
 their outputs and run-cache (clone A seeds 0-1, clone B seed 2): the multi-machine recipe of the README. A third
-clone, fresh from git, runs `dvc repro --pull`, which pulls what it restores and trains nothing. The fan-out command runs seeds 1 and 2 on two
-workers in one more copy; its runs must have the bytes of the plain clones' runs, and its collecting `dvc repro`
-must restore them and run the report alone.
+clone, fresh from git, runs `dvc repro --pull`, which pulls what it restores and trains nothing. The fan-out
+command runs seeds 1 and 2 on two workers in one more copy; its runs must have the bytes of the plain clones' runs,
+and its collecting `dvc repro` must restore them and run the report alone.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import TinyRun
 from pipeline.__main__ import main
-from pipeline.cli.fanout import Part, plan_parts, set_threads, worker_threads
+from pipeline.cli.fanout import Part, fanout, plan_parts, set_threads, worker_threads
 from pipeline.errors import PipelineError
 from test_end_to_end import dvc, git, lock_hashes, ran_stages
 from test_graph import edit_params
@@ -107,3 +107,11 @@ def test_parts_threads_and_params_edit(tmp_path):
     assert set_threads(tmp_path, 2) is None and set_threads(tmp_path, 1) == 2
     assert path.read_text() == "# how stages compute\nnumerics:\n  threads: 1  # CPU threads\n  cpu_math: native\n"
     assert yaml.safe_load(path.read_text())["numerics"]["threads"] == 1
+
+
+def test_a_folder_without_a_commit_is_refused_before_anything_changes(tmp_path):
+    (tmp_path / "params.yaml").write_text("seeds: [0]\nnumerics:\n  threads: 2\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    with pytest.raises(PipelineError, match="no git commit to start the experiments from"):
+        fanout(tmp_path, jobs=2, by="seed")
+    assert (tmp_path / "params.yaml").read_text() == "seeds: [0]\nnumerics:\n  threads: 2\n"

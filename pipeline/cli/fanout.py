@@ -20,6 +20,7 @@ GPUs: with several visible, each training stage takes its own one (pipeline/stor
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,14 @@ def ran_stages(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
 
 
+def _check_commit(root: Path) -> None:
+    """DVC's experiments start from a commit: refuse a folder without one, before anything changes."""
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=root, capture_output=True)
+    if found.returncode != 0:
+        raise PipelineError(f"{root}: no git commit to start the experiments from: run `python -m pipeline fanout` "
+                            "in the project's clone, after committing once (git add -A && git commit)")
+
+
 def _check_queue_is_free(root: Path) -> None:
     """`--run-all` runs every queued experiment: refuse to run someone else's along with ours."""
     busy = [line for line in dvc(root, "queue", "status", capture=True).splitlines()
@@ -133,18 +142,17 @@ def fanout(root: Path, jobs: int, by: str, threads: int | None = None, cores: in
            log: Callable[[str], None] = print) -> list[str]:
     """Run the fan-out in the DVC repo ``root`` (its workspace as it is); return the stages the collecting `dvc
     repro` ran (the report alone when every part succeeded)."""
-    if not (root / ".git").exists():
-        raise PipelineError(f"{root}: not a git repository: run `python -m pipeline fanout` in the project's clone")
+    _check_commit(root)
     params = yaml.safe_load((root / PARAMS).read_text(encoding="utf-8"))
     parts = plan_parts(params, by)
     cores = cores or len(os.sched_getaffinity(0))
     per_worker = worker_threads(jobs, cores, threads)
+    _check_queue_is_free(root)  # before params.yaml is touched
     old = set_threads(root, per_worker)
     if old is not None:
         log(f"fanout: params.yaml numerics.threads {old} -> {per_worker} ({jobs} workers on {cores} cores): a "
             f"different params point from a {old}-thread run, "
             "since the thread count fixes a trained artifact's bytes; the training stages rerun for it")
-    _check_queue_is_free(root)
     log(f"fanout: [1/4] the shared stages, once: dvc repro {' '.join(SHARED_STAGES)}")
     dvc(root, "repro", *SHARED_STAGES)
     stale = sorted(_experiments(root) & {part.name for part in parts})

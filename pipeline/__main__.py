@@ -147,11 +147,35 @@ def study_command(commands: Subparsers) -> None:
     parser.set_defaults(handler=handle)
 
 
+def fanout_command(commands: Subparsers) -> None:
+    """`fanout --jobs N --by seed|target [--threads T]`: the adapt@ runs on N parallel DVC experiments, collected."""
+    parser = commands.add_parser(
+        "fanout", help="run the adapt runs as N parallel DVC experiments (one per seed or target), then collect",
+        description="Run the shared stages once, queue one DVC experiment per seed (or target) that trains its "
+        "adapt@ runs, run the queue on N workers (dvc exp run --run-all -j N), then `dvc repro`: DVC's run-cache "
+        "restores every run and only the report runs. numerics.threads becomes cores // N in params.yaml (it "
+        "fixes the bytes, so say so if it changes).",
+    )
+    parser.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="parallel workers (default 2)")
+    parser.add_argument("--by", choices=["seed", "target"], default="seed",
+                        help="one experiment per entry of seeds (default) or of target_tasks")
+    parser.add_argument("--threads", type=int, default=None, metavar="T",
+                        help="numerics.threads for every stage (default: the cores // N, at least 1)")
+
+    def handle(args: argparse.Namespace) -> None:
+        from pipeline.cli.fanout import fanout
+
+        fanout(Path.cwd(), args.jobs, args.by, args.threads, log=lambda line: print(line, flush=True))
+
+    parser.set_defaults(handler=handle)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     export_command,
     predict_command,
     compare_command,
     study_command,
+    fanout_command,
 ]
 
 

@@ -10,10 +10,12 @@ system's SIGTERM reaches every process of the job) at a random point of its trai
 randomly chosen checkpoint, after a random part of one checkpoint interval. A kill lands mid-training when the
 stage was still running when signalled and a mid-way checkpoint is left; one that came too late (a loaded machine
 can finish the stage first) is counted as missed and another is sent, until N landed or M were sent.
-After each kill it checks that the previous outputs survived (outputs persist and are replaced atomically) and,
-for SIGTERM and SIGINT, which a stage turns into a clean stop, that no temporary file is left behind and that the
-stage said `stopped: ...`; it reruns the stage (`dvc repro --force --single-item`, since intact outputs look up to
-date to DVC), which must say that it resumed from the checkpoint when the kill landed, then `dvc repro`, and
+After each kill it checks that nothing is half-written: each output of the stage is as dvc.lock records it or
+absent (DVC removes a stage's outputs before running it, the previous version staying in its cache; the stage
+writes each one whole, atomically) and, for SIGTERM and SIGINT, which a stage turns into a clean stop, that no
+temporary file is left behind and that the stage said `stopped: ...`; it reruns the stage (`dvc repro --force
+--single-item`: forced, or DVC's run-cache would restore the previous run of the same inputs instead of resuming),
+which must say that it resumed from the checkpoint when the kill landed, then `dvc repro`, and
 compares every output's md5 in dvc.lock with the reference (wall-time files aside); `dvc status` must then be
 clean and no checkpoint left.
 One summary line per signal (kills tried, landed mid-training, reruns resumed from a checkpoint, reruns
@@ -56,15 +58,16 @@ def lock_hashes(repo: Path) -> dict[str, str]:
     }
 
 
-def outputs_match_lock(repo: Path, stage: str) -> bool:
-    """After a kill: the stage's outputs on disk still have the md5s dvc.lock records (nothing half-written).
+def outputs_whole(repo: Path, stage: str) -> bool:
+    """After a kill: each of the stage's outputs on disk has the md5 dvc.lock records, or is absent (nothing
+    half-written). DVC deleted them before the stage ran; one the stage had already replaced again is whole.
 
     A wall-time file may already hold the new run's time if the kill came after it was (atomically) replaced.
     """
     status = json.loads(dvc(repo, "status", "--json", stage, threads=1).stdout).get(stage, [])
-    changed = [path for entry in status for path in entry.get("changed outs", {})]
+    changed = {path: how for entry in status for path, how in entry.get("changed outs", {}).items()}
     other = [entry for entry in status if set(entry) - {"changed outs"}]
-    return not other and all(path.endswith(TIMED) for path in changed)
+    return not other and all(how == "deleted" or path.endswith(TIMED) for path, how in changed.items())
 
 
 def checkpoint_steps(repo: Path, stage: str) -> dict[Path, int]:
@@ -179,7 +182,7 @@ def kill_and_rerun(
     handled = signum != signal.SIGKILL
     stopped = f"stopped: {stage.split('@')[0]}: {signum.name}" in attempt.stderr
     tally.stopped_cleanly += stopped
-    kept = outputs_match_lock(repo, stage)
+    kept = outputs_whole(repo, stage)
     # SIGKILL leaves an atomic write's temporary behind (the next write makes a new one); a stop that the stage
     # handles must not.
     left = sorted(set(leftovers(repo)) - before)
@@ -202,7 +205,7 @@ def kill_and_rerun(
         print(f"  left behind: {left}", flush=True)
     where = f"landed mid-training (checkpoint at step {attempt.resume_point} of {steps})" if attempt.landed else "missed (" + (
         "not mid-training)" if attempt.sent else "had finished)")
-    print(f"{stage} {signum.name}: {where}; resumed={resumed} outputs intact={kept} equal={same} ok={ok}", flush=True)
+    print(f"{stage} {signum.name}: {where}; resumed={resumed} outputs whole or absent={kept} equal={same} ok={ok}", flush=True)
     return attempt.landed
 
 

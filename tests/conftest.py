@@ -107,9 +107,9 @@ def every_method_run(tiny_run, tmp_path_factory, worker_id) -> TinyRun:
 # every-method run on the first worker; test_user_guide.py, which needs neither, keeps the second busy meanwhile
 # (a file that needed them would wait on their lock), and test_graph_upstream.py, the other half of the graph
 # checks, follows on whichever worker is free first.
-LONG_FILES = ("test_graph.py", "test_user_guide.py", "test_graph_upstream.py", "test_end_to_end.py", "test_chaos.py",
-              "test_full_disk.py", "test_stop_signals.py", "test_benchmarks.py", "test_numerics.py",
-              "test_distributed.py", "test_remote.py", "test_concurrent_runs.py",
+LONG_FILES = ("test_graph.py", "test_user_guide.py", "test_graph_upstream.py", "test_end_to_end.py",
+              "test_fanout.py", "test_chaos.py", "test_full_disk.py", "test_stop_signals.py", "test_benchmarks.py",
+              "test_numerics.py", "test_distributed.py", "test_remote.py", "test_concurrent_runs.py",
               "test_dvc_yaml.py", "test_methods.py", "test_report.py", "test_checkpoint.py", "test_train.py",
               "test_data.py", "test_bad_labels.py")
 

@@ -32,6 +32,14 @@ def stage_definitions() -> dict[str, dict]:
     return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
+def output(entry: str | dict) -> tuple[str, dict]:
+    """An outs/metrics/plots entry of dvc.yaml: its path and its options (none for a bare path)."""
+    if isinstance(entry, str):
+        return entry, {}
+    path, options = next(iter(entry.items()))
+    return path, options or {}
+
+
 def stage_module(stage: dict) -> str:
     """``stages.adapt`` from ``python -m stages.adapt ${item.target} ...``."""
     python, flag, module, *_ = stage["cmd"].split()
@@ -88,7 +96,20 @@ def test_method_inputs_writes_a_file_for_every_method_and_each_adapt_stage_depen
     (pipeline/config/method_inputs.py), so every registered method needs its row and its file."""
     assert tuple(KNOBS) == METHODS
     stages = stage_definitions()
-    outs = [next(iter(out)) for out in stages["method_inputs"]["outs"]]
+    outs = [output(out)[0] for out in stages["method_inputs"]["outs"]]
     assert outs == [f"results/method_inputs/{method}.json" for method in METHODS]
     upstream = [d for d in stages["adapt"]["deps"] if d.startswith("results/")]
     assert upstream == ["results/method_inputs/${item.method}.json"]
+
+
+@pytest.mark.parametrize("name", sorted(stage_definitions()))
+def test_every_stage_can_be_saved_and_restored_by_the_run_cache(name):
+    """DVC's run-cache skips a stage with a `persist: true` output or an uncached out, and `dvc push` never sends an
+    uncached metric or plot, which another clone needs to restore the run: the fan-out and the multi-machine recipe
+    rely on neither being there (README, Many runs at once)."""
+    stage = stage_definitions()[name]
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage.get(kind, []):
+            path, options = output(entry)
+            assert not options.get("persist"), f"{name}: {path} is persist: true"
+            assert options.get("cache", True), f"{name}: {path} is cache: false"

@@ -29,6 +29,8 @@ EXPORT_MPT = "tests/test_export_mpt.py::test_export_command_picks_the_format"
 PREDICT_TEXT = "tests/test_predict.py::test_predictions_are_the_argmax_of_our_scores"
 PREDICT_FILE = "tests/test_predict.py::test_file_gives_one_line_per_non_empty_line_in_order"
 RUN = "results/adapt/sms_spam-mpt/seed0/k16"  # the README's run folder; the tests use a toy one
+FANOUT = "tests/test_fanout.py::test_fanout_runs_the_seeds_on_two_workers_and_the_collecting_repro_trains_nothing"
+MACHINES = "tests/test_fanout.py::test_a_clone_that_pulls_the_run_cache_trains_nothing"  # clones A, B, C
 
 # README command -> (what runs it: "tests/<file>.py::<test>", "CI: <file>" or BY_HAND; the code that shows it does)
 COVERED: dict[str, tuple[str, str]] = {
@@ -73,6 +75,13 @@ COVERED: dict[str, tuple[str, str]] = {
     "torchrun --nproc_per_node 2 -m stages.distill": (TWO_PROCESSES, '"--nproc_per_node", "2"'),
     "dvc commit -f distill": (TWO_PROCESSES, '"commit", "-f", "distill"'),
     "dvc repro": (EVERY_STAGE, 'dvc(repo, "repro")'),
+    "python -m pipeline fanout --jobs 2 --by seed": (FANOUT, '"fanout", "--jobs", "2", "--by", "seed"'),
+    "dvc remote add -d shared /mnt/shared/dvc-remote": (MACHINES, '"remote", "add", "-d", "shared"'),
+    # the machines' parts as the tests' clones A and B run them
+    "dvc repro --glob 'adapt@*-[01]'": (MACHINES, '("a", "[01]"'),
+    "dvc repro --glob 'adapt@*-2'": (MACHINES, '("b", "2"'),
+    "dvc push --run-cache": (MACHINES, '"push", "--run-cache"'),
+    "dvc repro --pull": (MACHINES, '"repro", "--pull"'),
 }
 
 FENCE = re.compile(r"^```(\w*)\s*$")

@@ -54,6 +54,16 @@ def test_repeats_byte_for_byte_and_replaces_the_folder_whole(tmp_path, monkeypat
     assert files(log_run("source@toy", PARAMS, METRICS, HISTORY)) == first  # no timestamps; the stale file is gone
 
 
+
+def test_the_ignore_files_dvc_wrote_in_the_folder_are_kept(tmp_path, monkeypatch):
+    """DVC lists the cached logs in .gitignore files inside the folder; a rerun by hand keeps them."""
+    monkeypatch.chdir(tmp_path)
+    folder = log_run("source@toy", PARAMS, METRICS, HISTORY)
+    (folder / ".gitignore").write_text("/params.yaml\n/metrics.json\n")
+    (folder / "plots" / ".gitignore").write_text("/metrics\n")
+    after = files(log_run("source@toy", PARAMS, METRICS, HISTORY))
+    assert after[".gitignore"] == b"/params.yaml\n/metrics.json\n" and after["plots/.gitignore"] == b"/metrics\n"
+
 def test_an_imported_teacher_gets_a_header_only_curve(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     written = files(log_run("source@toy", PARAMS, {"test": {"accuracy": 1.0}}, []))

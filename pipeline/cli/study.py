@@ -6,9 +6,9 @@ for every phase) and ``phases``: a list of ``{name, set, run}`` where ``set`` ho
 and ``run`` lists ``{targets, methods, seeds}`` blocks naming the ``adapt@`` stages to run. Stages run one
 ``dvc repro`` each, seed first, so a study cut short has every target and method at its first seeds.
 
-Why a worktree per study rather than DVC's run-cache: our stages persist their outputs (a killed stage keeps the
-previous ones), and DVC's run-cache skips stages with persistent outputs, so switching params back and forth
-in one workspace would recompute. A phase whose report is in ``out/<phase>/`` with the same overrides, commit
+Why a worktree per study: the phases' params never touch the user's workspace, and each phase's report is
+copied out before the next phase's params replace it (DVC's run-cache restores a stage already run with the same
+deps and params, so switching params back and forth does not recompute). A phase whose report is in ``out/<phase>/`` with the same overrides, commit
 and stages is skipped; a phase run in part resumes where it stopped (DVC skips the finished stages).
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.cli.dvc_run import dvc, dvc_env
 from pipeline.config.schema import Params
 from pipeline.errors import PipelineError
 from pipeline.layout import REPORTS_DIR, RESULTS_DIR, SOURCES_DIR, stage_name
@@ -204,8 +204,7 @@ def complete_seeds(stages: tuple[str, ...], stale: set[str]) -> list[int]:
 def _stale_stages(workspace: Path, stages: tuple[str, ...]) -> set[str]:
     """Those of ``stages`` that are not up to date with the workspace's params (never run, cut short, or run with
     other params), as ``dvc status`` says for the stages themselves."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *stages], cwd=workspace, env=env,
+    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *stages], cwd=workspace, env=dvc_env(),
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"dvc status failed in {workspace}: {result.stderr.strip().splitlines()[-1:]} "
@@ -223,7 +222,7 @@ def _run_phase(study: Study, phase: Phase, params: dict[str, Any], commit: str, 
     started = time.time()
     for i, stage in enumerate(phase.stages, 1):
         log(f"phase {phase.name}: [{i}/{len(phase.stages)}] dvc repro {stage}")
-        _dvc(workspace, "repro", stage)
+        dvc(workspace, "repro", stage)
     _report_phase(study, phase, params, commit, log, {"seconds": round(time.time() - started, 1)})
 
 
@@ -232,7 +231,7 @@ def _report_phase(study: Study, phase: Phase, params: dict[str, Any], commit: st
     workspace = study.workspace
     _write_params(workspace, params)
     log(f"phase {phase.name}: report")
-    _dvc(workspace, "repro", "--single-item", "report")
+    dvc(workspace, "repro", "--single-item", "report")
     out = study.out / phase.name
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -304,7 +303,7 @@ def _workspace(root: Path, workspace: Path) -> str:
     if not (workspace / ".git").exists():
         workspace.parent.mkdir(parents=True, exist_ok=True)
         _git(root, "worktree", "add", "--detach", str(workspace), "HEAD")
-        _dvc(workspace, "config", "--local", "cache.dir", str((root / ".dvc" / "cache").resolve()))
+        dvc(workspace, "config", "--local", "cache.dir", str((root / ".dvc" / "cache").resolve()))
     return _git(workspace, "rev-parse", "HEAD").strip()
 
 
@@ -313,11 +312,3 @@ def _git(cwd: Path, *args: str) -> str:
     if result.returncode != 0:
         raise PipelineError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip().splitlines()[-1:]}")
     return result.stdout
-
-
-def _dvc(cwd: Path, *args: str) -> None:
-    """``dvc <args>`` in ``cwd``, its output passed through, with this interpreter's environment on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env).returncode != 0:
-        raise PipelineError(f"dvc {' '.join(args)} failed in {cwd} (its output is above)")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pipeline.config.params import TRACKED
 from pipeline.config.schema import load_params
 from pipeline.errors import PipelineError
+from pipeline.store.gpu_slots import claim_gpu
 from pipeline.store.interrupts import Stopped, raise_on_stop_signals
 from pipeline.store.room import room_reason
 
@@ -67,6 +68,7 @@ def stage_main(name: str, flow: Callable[..., str], *args: str) -> Callable[[lis
         if "numerics" in TRACKED.get(name, ()):  # a training stage: its bytes follow numerics, not the environment
             from pipeline.model.numerics import apply_numerics  # here, so that data@ and report never load torch
 
+            claim_gpu()  # under `python -m pipeline fanout` on several GPUs: its own one, before CUDA starts
             apply_numerics(params.numerics)
         return flow(params, *argv)
 

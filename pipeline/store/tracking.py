@@ -96,7 +96,19 @@ def log_run(
         live.end()
         with atomic_dir(folder) as tmp:
             shutil.copytree(live.dir, tmp, dirs_exist_ok=True)
+            _keep_ignore_files(folder, Path(tmp))
     return folder
+
+
+def _keep_ignore_files(old: Path, new: Path) -> None:
+    """Carry the old folder's .gitignore files into the new one. DVC lists the cached files of ``dvclive/<stage>/``
+    there; `dvc repro` writes them again after the stage, but a stage run by hand must not leave its logs
+    looking untracked to git."""
+    if old.is_dir():
+        for ignore in old.rglob(".gitignore"):
+            target = new / ignore.relative_to(old)
+            if target.parent.is_dir():
+                shutil.copy2(ignore, target)
 
 
 @contextmanager

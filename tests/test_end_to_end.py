@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.cli import dvc_run
 from pipeline.config.load import section
 from pipeline.config.method_inputs import KNOBS
 from pipeline.store.tracking import read_sections
@@ -126,7 +127,7 @@ def repo(tiny_run, tmp_path_factory) -> Path:
 
 
 def ran_stages(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+    return set(dvc_run.ran_stages(output))
 
 
 def test_repro_runs_every_stage(tiny_run):

@@ -30,3 +30,8 @@ def dvc(cwd: Path, *args: str, capture: bool = False, extra_env: Mapping[str, st
         tail = (result.stderr or "").strip().splitlines()[-1:] if capture else "its output is above"
         raise PipelineError(f"dvc {' '.join(args)} failed in {cwd} ({tail})")
     return result.stdout if capture else ""
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` ran (not restored from the run-cache, not skipped), in order, from its output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]

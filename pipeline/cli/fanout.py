@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli.dvc_run import dvc
+from pipeline.cli.dvc_run import dvc, ran_stages
 from pipeline.errors import PipelineError
 from pipeline.store.gpu_slots import GPUS_VAR, LOCKS_VAR
 
@@ -110,11 +110,6 @@ def worker_env(root: Path, threads: int, gpus: list[str]) -> dict[str, str]:
     if len(gpus) > 1:
         env.update({GPUS_VAR: ",".join(gpus), LOCKS_VAR: str((root / GPU_LOCKS).resolve())})
     return env
-
-
-def ran_stages(output: str) -> list[str]:
-    """The stages a `dvc repro` ran (not restored, not skipped), from its output."""
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
 
 
 def _check_commit(root: Path) -> None:

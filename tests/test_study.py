@@ -65,12 +65,13 @@ def test_a_bad_study_file_is_one_line_naming_the_file(tmp_path, spec, match):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def test_the_committed_study_file_plans_valid_phases(tmp_path):
+@pytest.mark.parametrize("name", ["transfer-study.yaml", "transfer-study-gemma.yaml"])
+def test_the_committed_study_files_plan_valid_phases(tmp_path, name):
     from pipeline.cli.study import with_overrides as apply
     from pipeline.config.schema import Params
 
     root = Path(__file__).resolve().parents[1]
-    study = load_study(root / "studies" / "transfer-study.yaml", root)
+    study = load_study(root / "studies" / name, root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     for phase in study.phases:
         Params.from_dict(apply(params, phase.overrides))  # raises on an unknown key or a bad value
@@ -284,3 +285,16 @@ def test_the_study_report_says_which_phase_was_cut_short(tmp_path):
     text = write_study_report(path, tmp_path).read_text()
     assert "[base](base/transfer.md) (cut short: seeds 0 only, 2 of its 6 runs)" in text
     assert "1.0 h of stage time" in text  # its runs' training loops: 1800 s each
+
+
+def test_an_included_params_file_sets_whole_sections_before_base(tmp_path):
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "backbones" / "other.yaml").write_text(yaml.safe_dump({"backbone": {"name": "other", "dtype": "auto"}}))
+    spec = {"name": "s", "out": "o", "include": ["backbones/other.yaml"], "base": {"backbone.dtype": "float32"},
+            "phases": [{"name": "p", "run": [{"targets": TARGETS, "methods": ["pt"], "seeds": [0]}]}]}
+    (phase,) = load_study(write(tmp_path, spec), tmp_path).phases
+    changed = with_overrides({"backbone": {"name": "smollm2", "kind": "causal"}, "adapt": {}}, phase.overrides)
+    assert changed["backbone"] == {"name": "other", "dtype": "float32"}  # the whole block replaced, then base
+    spec["include"] = ["backbones/missing.yaml"]
+    with pytest.raises(PipelineError, match="include backbones/missing.yaml: cannot read it"):
+        load_study(write(tmp_path, spec), tmp_path)

@@ -1,8 +1,9 @@
 """A study: several phases of the pipeline, each a set of params overrides and the adapt stages to run, in a
 scratch git worktree that shares this repository's DVC cache; each phase's report is copied to the study's folder.
 
-The study file (YAML) holds ``name``, ``out`` (the folder the reports go to), ``base`` (dotted params keys set
-for every phase) and ``phases``: a list of ``{name, set, run}`` where ``set`` holds the phase's own overrides
+The study file (YAML) holds ``name``, ``out`` (the folder the reports go to), optional ``include`` (params files,
+such as ``backbones/gemma-3-270m.yaml``, whose top-level sections replace params.yaml's for every phase), ``base``
+(dotted params keys set for every phase, after ``include``) and ``phases``: a list of ``{name, set, run}`` where ``set`` holds the phase's own overrides
 and ``run`` lists ``{targets, methods, seeds}`` blocks naming the ``adapt@`` stages to run. Stages run one
 ``dvc repro`` each, seed first, so a study cut short has every target and method at its first seeds.
 
@@ -61,13 +62,14 @@ def load_study(path: Path, root: Path) -> Study:
         raise PipelineError(f"{path}: cannot read the study file ({exc.__class__.__name__})") from exc
     if not isinstance(spec, dict):
         raise PipelineError(f"{path}: a study file is a mapping with keys name, out, base, phases")
-    unknown = sorted(set(spec) - {"name", "out", "base", "phases"})
+    unknown = sorted(set(spec) - {"name", "out", "include", "base", "phases"})
     if unknown:
-        raise PipelineError(f"{path}: unknown key {unknown[0]!r}; allowed: name, out, base, phases")
+        raise PipelineError(f"{path}: unknown key {unknown[0]!r}; allowed: name, out, include, base, phases")
     name = _text(spec, "name", path)
     base = spec.get("base") or {}
     if not isinstance(base, dict):
         raise PipelineError(f"{path}: base must map dotted params keys to values")
+    base = {**included_sections(spec.get("include") or [], root, path), **base}
     phases, seen = [], set()
     for index, entry in enumerate(spec.get("phases") or []):
         where = f"{path}: phases[{index}]"
@@ -86,6 +88,23 @@ def load_study(path: Path, root: Path) -> Study:
     if not phases:
         raise PipelineError(f"{path}: phases is empty; a study runs at least one phase")
     return Study(name, root / _text(spec, "out", path), root / ".study" / name, tuple(phases))
+
+
+def included_sections(files: list[str], root: Path, where: object) -> dict[str, Any]:
+    """The top-level sections of the params files a study includes (paths relative to the repository root), later
+    files over earlier ones: a whole block such as ``backbone:`` is shared with the default run's files, not copied."""
+    if not isinstance(files, list) or not all(isinstance(name, str) and name for name in files):
+        raise PipelineError(f"{where}: include must be a list of params files (paths from the repository root)")
+    sections: dict[str, Any] = {}
+    for name in files:
+        try:
+            content = yaml.safe_load((root / name).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise PipelineError(f"{where}: include {name}: cannot read it ({exc.__class__.__name__})") from exc
+        if not isinstance(content, dict) or not content:
+            raise PipelineError(f"{where}: include {name}: not a mapping of params sections")
+        sections.update(content)
+    return sections
 
 
 def _union(blocks: list[dict[str, Any]], key: str) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import pandas as pd
 import pytest
 import yaml
@@ -59,9 +60,12 @@ def test_sizes_counts_and_disjoint_splits(raw):
     assert loaded == info
     assert info.sizes == {"train": 30, "dev": 10, "test": 8}
     assert info.dropped == {"other_labels": 4, "empty": 2, "duplicates": 3}
-    assert {split: len(dataset[split]) for split in dataset} == info.sizes
+    assert {split: len(dataset[split]["input"]) for split in dataset} == info.sizes
     assert {split: sum(counts.values()) for split, counts in info.label_counts.items()} == info.sizes
-    assert dataset["train"].features["label"].dtype == "int64" and dataset["train"].features["input"].dtype == "string"
+    # On disk, a DatasetDict as datasets saves it; load_prepared reads it with pyarrow alone, to the same columns.
+    saved = datasets.load_from_disk(str(raw / "out" / "rt" / "dataset"))
+    assert saved["train"].features["label"].dtype == "int64" and saved["train"].features["input"].dtype == "string"
+    assert {split: saved[split].to_dict() for split in saved} == dataset
     splits = [set(inputs(dataset, split)) for split in ("train", "dev", "test")]
     assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
     assert all(len(split) == size for split, size in zip(splits, (30, 10, 8), strict=True))
@@ -164,7 +168,7 @@ def test_shared_texts_counts_texts_two_tasks_have_in_common(raw):
     prepare(raw, name="first")
     prepare(raw, name="second")  # same raw rows and seed: every kept text is shared
     first = load_prepared(raw / "out" / "first")[0]
-    total = sum(len(split) for split in first.values())
+    total = sum(len(split["key"]) for split in first.values())
     assert shared_texts(raw / "out" / "first", raw / "out" / "second") == total > 0
 
 

@@ -141,6 +141,16 @@ def test_rerun_replaces_output(raw):
     assert inputs(first, "test") != inputs(second, "test")
 
 
+def test_a_state_file_naming_a_file_outside_its_split_is_refused(raw):
+    prepare(raw)
+    state = raw / "out" / "rt" / "dataset" / "train" / "state.json"
+    content = json.loads(state.read_text())
+    content["_data_files"][0]["filename"] = "../dev/" + content["_data_files"][0]["filename"]
+    state.write_text(json.dumps(content))
+    with pytest.raises(PipelineError, match=r"train/state.json names '\.\./dev/.*', not a file in its folder"):
+        load_prepared(raw / "out" / "rt")
+
+
 def test_load_prepared_missing_says_how_to_make_it(tmp_path):
     with pytest.raises(PipelineError, match=r"prepared data not found; run `dvc repro data@trec`"):
         load_prepared(tmp_path / "trec")

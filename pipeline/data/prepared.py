@@ -83,7 +83,10 @@ def _read_splits(folder: Path) -> dict[str, Columns]:
         state = json.loads((folder / name / "state.json").read_text(encoding="utf-8"))
         tables = []
         for data_file in state["_data_files"]:
-            with pa.memory_map(str(folder / name / data_file["filename"])) as source:
+            filename = data_file["filename"]
+            if Path(filename).name != filename or filename in ("", ".", ".."):  # a file of this split, nowhere else
+                raise ValueError(f"{name}/state.json names {filename!r}, not a file in its folder")
+            with pa.memory_map(str(folder / name / filename)) as source:
                 tables.append(ipc.open_stream(source).read_all())
         splits[name] = pa.concat_tables(tables).to_pydict()
     return splits
